@@ -1,0 +1,1 @@
+"""keras-npset: truly sparse Keras layers with SET and NPSET."""
