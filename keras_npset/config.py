@@ -24,6 +24,16 @@ METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", 
 INITS = ("normal", "zeros")
 CRITERIA = ("total", "in", "out")
 LOSSES = ("mse", "categorical_crossentropy")
+KERNEL_IMPLS = ("auto", "gather", "sparse_dense_matmul")
+KERNEL_INITIALIZERS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "set_normal",
+)
 
 
 class ConfigError(ValueError):
@@ -67,8 +77,11 @@ class ModelConfig:
     criterion: str = "total"
     # Neuron pruning never shrinks a layer below this many units.
     min_units: int = 1
-    # Sparse kernel implementation passed to SparseDense.
+    # Sparse kernel implementation of SparseDense: "auto", "gather" or "sparse_dense_matmul".
     kernel_impl: str = "auto"
+    # Initial weights (all layers): a Keras variance-scaling name (fans of a sparse layer
+    # are its average degrees) or "set_normal", N(0, 1) / 10 as the original SET code.
+    kernel_initializer: str = "glorot_uniform"
 
 
 @dataclasses.dataclass
@@ -232,6 +245,8 @@ def validate(cfg: Config) -> None:
     choice("model.method", m.method, METHODS)
     choice("model.init", m.init, INITS)
     choice("model.criterion", m.criterion, CRITERIA)
+    choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLS)
+    choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
     choice("train.loss", t.loss, LOSSES)
     _check(
         len(m.hidden) > 0 and all(h > 0 for h in m.hidden),

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.io
 import scipy.sparse
+
+if TYPE_CHECKING:
+    from keras_npset.config import DataConfig
 
 _KEY_PAIRS = (("X", "Y"), ("fea", "gnd"))
 STD_EPSILON = 1e-4
@@ -320,6 +324,7 @@ def load_dataset(
     seed: int,
     stratify: bool = False,
     synthetic: dict | None = None,
+    train_fraction: float = 2 / 3,
 ) -> Dataset:
     """Loads (or generates), splits and standardises a dataset.
 
@@ -328,6 +333,7 @@ def load_dataset(
         seed: seed of the split (and of the synthetic generator).
         stratify: stratified split. Defaults to `False`.
         synthetic: keyword arguments for `make_madelon`. Defaults to its defaults.
+        train_fraction: see `split`. Defaults to `2 / 3`.
 
     Returns:
         A standardised `Dataset`.
@@ -338,7 +344,24 @@ def load_dataset(
     else:
         x, y = make_madelon(seed=seed, **(synthetic or {}))
         name = "synthetic"
-    x_train, y_train, x_test, y_test = split(x, y, seed, stratify=stratify)
+    x_train, y_train, x_test, y_test = split(x, y, seed, train_fraction, stratify=stratify)
     x_train, x_test = standardize(x_train, x_test)
     n_classes = int(y.max()) + 1
     return Dataset(x_train, y_train, x_test, y_test, n_classes, name)
+
+
+def load_from_config(data_cfg: DataConfig, seed: int) -> Dataset:
+    """`load_dataset` with the settings of a config's `[data]` section."""
+    d = data_cfg
+    return load_dataset(
+        d.path,
+        seed,
+        stratify=d.stratify,
+        train_fraction=d.train_fraction,
+        synthetic=dict(
+            n_samples=d.synthetic_samples,
+            n_features=d.synthetic_features,
+            n_informative=d.synthetic_informative,
+            n_classes=d.synthetic_classes,
+        ),
+    )

@@ -227,6 +227,8 @@ def test_out_of_range(override):
         ("model.init", C.INITS),
         ("model.criterion", C.CRITERIA),
         ("train.loss", C.LOSSES),
+        ("model.kernel_impl", C.KERNEL_IMPLS),
+        ("model.kernel_initializer", C.KERNEL_INITIALIZERS),
     ],
 )
 def test_choices_list_the_options(key, options):

@@ -1,0 +1,281 @@
+"""One training run of the paper's experiments, from a `Config` to files on disk.
+
+`run(cfg)` seeds everything, loads and splits the data, builds and trains the
+model of `cfg.model.method` with the original SET optimiser (SGD with momentum
+and a per-step weight decay not scaled by the learning rate), and writes into
+`cfg.output.dir`:
+
+- `config.json`: the resolved config, library versions and seed (written first);
+- `tensorboard/`: train/validation loss and accuracy (validation = the test split,
+  as the paper reports test accuracy per epoch) plus the neurons/params/density
+  values the topology callbacks put into the logs;
+- `results.json`: accuracies (percent), final widths, parameter and neuron counts
+  as Table 3 (no biases; neurons = input + hidden), epoch times, per-epoch history;
+- `model.keras`: the final model.
+
+Every file except the TensorBoard event streams is written atomically (a temporary
+file in the same folder, then `os.replace`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_npset import data as data_lib
+from keras_npset import models
+from keras_npset.config import Config, config_to_dict
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str, suffix: str = ""):
+    """Yields a temporary path beside `path`; on success it replaces `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes `obj` as indented JSON, atomically."""
+    with _atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Not JSON serializable: {type(value).__name__}")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    import scipy
+    import tensorflow as tf
+
+    import keras_npset
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_npset": getattr(keras_npset, "__version__", "unknown"),
+    }
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall-clock seconds of every epoch in `self.seconds`."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def layer_params(layer: keras.layers.Layer) -> int:
+    """Number of weights of a layer's kernel, without biases (Table 3's count)."""
+    if hasattr(layer, "nnz"):  # SparseDense
+        return int(layer.nnz)
+    return int(np.prod(layer.kernel.shape))
+
+
+def model_summary(model: keras.Model, n_hidden: int) -> dict[str, Any]:
+    """Final hidden widths, parameters (no biases) and neurons (input + hidden)."""
+    names = models.hidden_names(n_hidden)
+    widths = [int(model.get_layer(n).units) for n in names]
+    layers = [model.get_layer(n) for n in names + [models.OUTPUT_NAME]]
+    n_features = int(model.inputs[0].shape[-1])
+    return {
+        "hidden_units": widths,
+        "params": sum(layer_params(layer) for layer in layers),
+        "params_per_layer": {layer.name: layer_params(layer) for layer in layers},
+        "neurons": n_features + sum(widths),
+    }
+
+
+def dense_params(n_features: int, hidden: list[int], n_classes: int) -> int:
+    """Weights of the fully connected MLP: `f*h1 + h1*h2 + ... + hk*classes` (Table 3)."""
+    widths = [n_features, *hidden, n_classes]
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+
+
+def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+    """SGD with momentum and the original's per-step weight decay (see TrainConfig)."""
+    t = cfg.train
+    decay = t.keras_weight_decay()
+    return keras.optimizers.SGD(
+        learning_rate=t.learning_rate, momentum=t.momentum, weight_decay=decay or None
+    )
+
+
+def _percent(values: list[float]) -> list[float]:
+    return [round(100.0 * float(v), 4) for v in values]
+
+
+def _history_lists(history: dict[str, list]) -> dict[str, list[float]]:
+    out = {}
+    for key, values in history.items():
+        try:
+            out[key] = [float(v) for v in values]
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def run(
+    cfg: Config,
+    dataset: data_lib.Dataset | None = None,
+    extra_callbacks: list | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Trains `cfg.model.method` as configured and writes the run folder.
+
+    Args:
+        cfg: a validated `Config` (see `load_config`).
+        dataset: an already loaded dataset; if `None`, loads `cfg.data.path` (or
+            synthetic data when it is empty). Defaults to `None`.
+        extra_callbacks: more Keras callbacks, run before TensorBoard.
+            Defaults to `None`.
+        log: called with one-line progress messages; `None` for silence.
+            Defaults to `print`.
+
+    Returns:
+        The results dict written to `results.json`.
+
+    Raises:
+        ValueError: for invalid data (see `keras_npset.data.load_mat`).
+    """
+    started = time.time()
+    out = cfg.output.dir
+    seed = cfg.train.seed
+    keras.utils.set_random_seed(seed)
+    if dataset is None:
+        dataset = data_lib.load_from_config(cfg.data, seed)
+    method = cfg.model.method
+    widths = models.widths_for(method, cfg)
+    os.makedirs(out, exist_ok=True)
+    write_json(
+        os.path.join(out, "config.json"),
+        {
+            "config": config_to_dict(cfg),
+            "seed": seed,
+            "method": method,
+            "built_hidden": widths,
+            "dataset": {
+                "name": dataset.name,
+                "n_train": len(dataset.y_train),
+                "n_test": len(dataset.y_test),
+                "n_features": dataset.n_features,
+                "n_classes": dataset.n_classes,
+            },
+            "versions": library_versions(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        },
+    )
+    if log:
+        log(
+            f"{method} on {dataset.name}: {dataset.n_features} features, "
+            f"{dataset.n_classes} classes, {len(dataset.y_train)}/{len(dataset.y_test)} "
+            f"train/test, hidden {widths}, {cfg.train.epochs} epochs -> {out}"
+        )
+
+    model = models.build_model(
+        method,
+        dataset.n_features,
+        dataset.n_classes,
+        widths,
+        epsilon=cfg.model.epsilon,
+        seed=seed,
+        loss=cfg.train.loss,
+        kernel_impl=cfg.model.kernel_impl,
+        kernel_initializer=cfg.model.kernel_initializer,
+    )
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=cfg.train.loss,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    tb_dir = os.path.join(out, "tensorboard") if cfg.output.tensorboard else None
+    timer = EpochTimer()
+    callbacks = [
+        *models.callbacks_for(method, cfg, log_dir=tb_dir),
+        *(extra_callbacks or []),
+        timer,
+    ]
+    if tb_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0))
+
+    y_train = keras.utils.to_categorical(dataset.y_train, dataset.n_classes)
+    y_test = keras.utils.to_categorical(dataset.y_test, dataset.n_classes)
+    history = model.fit(
+        dataset.x_train,
+        y_train,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        validation_data=(dataset.x_test, y_test),
+        validation_batch_size=max(cfg.train.batch_size, 256),
+        callbacks=callbacks,
+        shuffle=True,
+        verbose=cfg.train.verbose,
+    ).history
+
+    test_acc = _percent(history["val_accuracy"])
+    results: dict[str, Any] = {
+        "method": method,
+        "dataset": dataset.name,
+        "seed": seed,
+        "epochs": cfg.train.epochs,
+        "max_test_accuracy": max(test_acc),
+        "final_test_accuracy": test_acc[-1],
+        "best_epoch": int(np.argmax(test_acc)),
+        "test_accuracy": test_acc,
+        "train_accuracy": _percent(history["accuracy"]),
+        "initial_hidden_units": list(cfg.model.hidden),
+        **model_summary(model, len(widths)),
+        "dense_params": dense_params(dataset.n_features, cfg.model.hidden, dataset.n_classes),
+        "dense_neurons": dataset.n_features + sum(cfg.model.hidden),
+        "epoch_seconds": [round(s, 4) for s in timer.seconds],
+        "total_seconds": round(time.time() - started, 2),
+        "history": _history_lists(history),
+    }
+    results["compression"] = results["dense_params"] / max(results["params"], 1)
+    if not all(math.isfinite(v) for v in results["history"].get("loss", [0.0])):
+        results["warning"] = "non-finite training loss"
+    if cfg.output.save_model:
+        with _atomic_path(os.path.join(out, "model.keras"), suffix=".keras") as tmp:
+            model.save(tmp)
+    write_json(os.path.join(out, "results.json"), results)
+    if log:
+        log(
+            f"max test accuracy {results['max_test_accuracy']:.2f}%, final "
+            f"{results['final_test_accuracy']:.2f}%, hidden {results['hidden_units']}, "
+            f"params {results['params']}, {results['total_seconds']:.1f}s"
+        )
+    return results
