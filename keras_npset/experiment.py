@@ -52,6 +52,12 @@ def _atomic_path(path: str, suffix: str = ""):
             os.remove(tmp)
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    with _atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
 def write_json(path: str, obj: Any) -> None:
     """Writes `obj` as indented JSON, atomically."""
     with _atomic_path(path) as tmp, open(tmp, "w") as f:

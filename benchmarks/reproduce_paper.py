@@ -1,0 +1,201 @@
+"""Reproduce the NPSET paper's Tables 2 and 3: methods x datasets x seeds.
+
+Example (one dataset, one seed, a few epochs, to check the pipeline):
+
+    python benchmarks/reproduce_paper.py --data-dir /path/to/scikit-feature \\
+        --datasets lung_discrete --methods set npset --seeds 0 --epochs 5 --out lung.md
+
+Each run is `keras_npset.experiment.run` on `configs/<dataset>.toml` with
+`data.path = DIR/<dataset>.mat`, written to `--runs-dir/<dataset>/<method>/seed<k>`.
+The Markdown report puts our max and final test accuracy (mean +- std over seeds)
+beside the paper's Table 2, and our parameter / neuron counts beside Table 3
+(read from `benchmarks/paper_tables.csv`). All results also go to `FILE.json`.
+A full reproduction (15 datasets x 6 methods x 100 epochs) takes days on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from keras_npset.config import ConfigError, load_config  # noqa: E402
+
+PAPER_TABLES = os.path.join(ROOT, "benchmarks", "paper_tables.csv")
+PAPER_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc")
+ALL_METHODS = (*PAPER_METHODS, "dense")
+# Table 3 columns per method; Table 3 has no entry for the other methods' parameters.
+PAPER_PARAMS = {"set": "set_params", "npset": "npset_params", "dense": "fc_params"}
+PAPER_NEURONS = {
+    "set": "set_neurons",
+    "npset": "npset_neurons",
+    "dense": "fc_neurons",
+    "direct_set": "npset_neurons",
+    "direct_fc": "npset_neurons",
+}
+
+
+def read_paper_tables(path: str = PAPER_TABLES) -> dict[str, dict[str, str]]:
+    """Rows of the paper's Tables 1-3 keyed by dataset name."""
+    with open(path, newline="") as f:
+        return {r["dataset"]: r for r in csv.DictReader(x for x in f if not x.startswith("#"))}
+
+
+def _mean_std(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "–"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _int(value: float | str | None) -> str:
+    return "–" if value in (None, "") else f"{round(float(value)):,}"
+
+
+def aggregate(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Groups run results by (dataset, method) with lists over seeds."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in results:
+        g = groups.setdefault(
+            (r["dataset"], r["method"]),
+            {"max": [], "final": [], "params": [], "neurons": [], "dense_params": [], "seeds": []},
+        )
+        g["max"].append(r["max_test_accuracy"])
+        g["final"].append(r["final_test_accuracy"])
+        g["params"].append(r["params"])
+        g["neurons"].append(r["neurons"])
+        g["dense_params"].append(r["dense_params"])
+        g["seeds"].append(r["seed"])
+    return groups
+
+
+def markdown_report(
+    results: list[dict[str, Any]],
+    paper: dict[str, dict[str, str]],
+    epochs: int,
+    notes: list[str] = (),
+) -> str:
+    """The Markdown report: our numbers beside the paper's Table 2 and Table 3."""
+    groups = aggregate(results)
+    lines = [
+        "# NPSET paper reproduction",
+        "",
+        f"{len(results)} runs, {epochs} epochs each. Accuracy in percent on the test split; "
+        "*max* is the maximum over epochs (what the paper's Table 2 reports), *final* the "
+        "last epoch; mean ± std over seeds.",
+        "",
+        "## Table 2: test accuracy",
+        "",
+        "| dataset | method | paper (max) | max | final | seeds |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for (dataset, method), g in groups.items():
+        paper_acc = paper.get(dataset, {}).get(f"acc_{method}", "") or "–"
+        seeds = ",".join(str(s) for s in g["seeds"])
+        lines.append(
+            f"| {dataset} | {method} | {paper_acc} | {_mean_std(g['max'])} | "
+            f"{_mean_std(g['final'])} | {seeds} |"
+        )
+    lines += [
+        "",
+        "## Table 3: parameters and neurons",
+        "",
+        "Parameters are kernel weights without biases; neurons are input + hidden; "
+        "compression = fully connected parameters at the initial widths / parameters.",
+        "",
+        "| dataset | method | paper params | params | paper neurons | neurons | compression |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (dataset, method), g in groups.items():
+        row = paper.get(dataset, {})
+        compression = [d / max(p, 1) for d, p in zip(g["dense_params"], g["params"], strict=True)]
+        lines.append(
+            f"| {dataset} | {method} | {_int(row.get(PAPER_PARAMS.get(method, '')))} | "
+            f"{_int(statistics.fmean(g['params']))} | "
+            f"{_int(row.get(PAPER_NEURONS.get(method, '')))} | "
+            f"{_int(statistics.fmean(g['neurons']))} | {_mean_std(compression, 1)}x |"
+        )
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", required=True, help="folder with scikit-feature <name>.mat")
+    p.add_argument("--datasets", nargs="+", help="default: every paper dataset found in DIR")
+    p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), choices=ALL_METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--out", required=True, help="Markdown report; JSON goes beside it")
+    p.add_argument("--runs-dir", default="runs/reproduce", help="where run folders go")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paper = read_paper_tables()
+    datasets = args.datasets or [
+        n for n in paper if os.path.exists(os.path.join(args.data_dir, f"{n}.mat"))
+    ]
+    unknown = [n for n in datasets if n not in paper]
+    if unknown or not datasets:
+        print(
+            f"error: datasets must be among {', '.join(paper)}. Received: datasets={unknown}",
+            file=sys.stderr,
+        )
+        return 2
+    from keras_npset import experiment
+
+    results, notes, cfg = [], [], None
+    for name in datasets:
+        path = os.path.join(args.data_dir, f"{name}.mat")
+        if not os.path.exists(path):
+            notes.append(f"{name}: {path} not found, skipped.")
+            continue
+        for method in args.methods:
+            for seed in args.seeds:
+                overrides = [
+                    f'data.path="{path}"',
+                    f"model.method={method}",
+                    f"train.seed={seed}",
+                    f"train.epochs={args.epochs}",
+                    f'output.dir="{os.path.join(args.runs_dir, name, method, f"seed{seed}")}"',
+                    "train.verbose=0",
+                    *args.overrides,
+                ]
+                try:
+                    cfg = load_config(os.path.join(ROOT, "configs", f"{name}.toml"), overrides)
+                except ConfigError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                results.append(experiment.run(cfg))
+    if cfg is not None and cfg.model.start + cfg.model.prune_epochs >= args.epochs:
+        notes.append(
+            f"{args.epochs} epochs end before the pruning schedule (epochs {cfg.model.start}.."
+            f"{cfg.model.start + cfg.model.prune_epochs}) does: NPSET widths stay larger "
+            "than Table 3's."
+        )
+    report = markdown_report(results, paper, args.epochs, notes)
+    experiment.write_text(args.out, report)
+    experiment.write_json(
+        os.path.splitext(args.out)[0] + ".json",
+        {"args": vars(args), "results": results, "notes": notes},
+    )
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Tests for benchmarks/reproduce_paper.py: the report beside the paper's tables, and a tiny run."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import scipy.io
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "reproduce_paper", ROOT / "benchmarks" / "reproduce_paper.py"
+)
+rp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rp)
+
+
+def _result(method, seed, max_acc, final_acc, params=1000, neurons=457):
+    return {
+        "dataset": "lung_discrete",
+        "method": method,
+        "seed": seed,
+        "max_test_accuracy": max_acc,
+        "final_test_accuracy": final_acc,
+        "params": params,
+        "neurons": neurons,
+        "dense_params": 189600,
+    }
+
+
+def test_paper_tables_are_read():
+    paper = rp.read_paper_tables()
+    assert len(paper) == 15
+    assert paper["lung_discrete"]["acc_npset"] == "88.00"
+
+
+def test_markdown_report_beside_paper():
+    results = [
+        _result("npset", 0, 80.0, 76.0, params=2400),
+        _result("npset", 1, 84.0, 80.0, params=2500),
+        _result("set", 0, 88.0, 88.0, params=13450, neurons=925),
+    ]
+    md = rp.markdown_report(results, rp.read_paper_tables(), epochs=100, notes=["a note"])
+    assert "| lung_discrete | npset | 88.00 | 82.00 ± 2.83 | 78.00 ± 2.83 | 0,1 |" in md
+    assert "| lung_discrete | set | 88.00 | 88.00 | 88.00 | 0 |" in md
+    # Table 3: paper's npset params and neurons beside ours; compression = 189600 / params.
+    assert "| lung_discrete | npset | 2,447 | 2,450 | 457 | 457 | 77.4 ± 2.2x |" in md
+    assert "| lung_discrete | set | 13,446 | 13,450 | 925 | 925 | 14.1x |" in md
+    assert "- a note" in md
+
+
+def test_unknown_dataset_is_rejected(tmp_path, capsys):
+    rc = rp.main(["--data-dir", str(tmp_path), "--datasets", "mnist", "--out", "x.md"])
+    assert rc == 2
+    assert "Received: datasets=['mnist']" in capsys.readouterr().err
+
+
+def test_tiny_dense_run(tmp_path):
+    rng = np.random.default_rng(0)
+    scipy.io.savemat(
+        tmp_path / "lung_discrete.mat",
+        {"X": rng.integers(-2, 3, (30, 12)), "Y": (np.arange(30) % 3 + 1)[:, None]},
+    )
+    out = tmp_path / "report.md"
+    rc = rp.main(
+        [
+            "--data-dir", str(tmp_path),
+            "--datasets", "lung_discrete",
+            "--methods", "dense",
+            "--seeds", "0", "1",
+            "--epochs", "1",
+            "--out", str(out),
+            "--runs-dir", str(tmp_path / "runs"),
+            "--set", "model.hidden=[8,8]",
+            "--set", "output.tensorboard=false",
+            "--set", "output.save_model=false",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    md = out.read_text()
+    assert "| lung_discrete | dense | – |" in md
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert [r["seed"] for r in saved["results"]] == [0, 1]
+    assert (tmp_path / "runs" / "lung_discrete" / "dense" / "seed1" / "results.json").exists()
+    assert any("pruning schedule" in n for n in saved["notes"])
+
+
+@pytest.mark.parametrize("value", [[], [1.0]])
+def test_mean_std_edge_cases(value):
+    assert rp._mean_std(value) in ("–", "1.00")
