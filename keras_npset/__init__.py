@@ -1,1 +1,26 @@
-"""keras-npset: truly sparse Keras layers with SET and NPSET."""
+"""keras-npset: truly sparse Keras 3 layers with SET and NPSET.
+
+- `SparseDense`: a Dense-like layer whose kernel is stored as sparse indices
+  and values, never densified.
+- `SETEvolution`: Sparse Evolutionary Training (Mocanu et al. 2018) as a callback.
+- `NeuronPruning`: neuron pruning of NPSET (Liu, Mocanu & Pechenizkiy 2019),
+  physically narrowing hidden layers during `fit`.
+- `TopologyLogger`: degree histograms for TensorBoard.
+"""
+
+from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
+from keras_npset.graph import topology_stats
+from keras_npset.layers import SparseDense
+from keras_npset.schedules import PruningSchedule, final_width
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NeuronPruning",
+    "PruningSchedule",
+    "SETEvolution",
+    "SparseDense",
+    "TopologyLogger",
+    "final_width",
+    "topology_stats",
+]

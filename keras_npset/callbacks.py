@@ -1,0 +1,403 @@
+"""Keras callbacks that evolve (SET) and narrow (NPSET) sparse models inside `fit`.
+
+The callbacks only orchestrate: *what* changes comes from the pure functions
+in `topology`, *how* live layers change from `surgery`.
+
+Topology statistics (`params/<layer>`, `neurons/<layer>`, `density/<layer>`,
+`params/total`, `neurons/total`, `compression`) are added to the epoch logs
+where Keras assembles them, before any callback's `on_epoch_end` runs, so
+`History`, `keras.callbacks.TensorBoard` and `CSVLogger` record them wherever
+they stand in the callbacks list.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_npset import graph, surgery
+from keras_npset.schedules import PruningSchedule
+from keras_npset.topology import (
+    CRITERIA,
+    neuron_degrees,
+    neurons_to_remove,
+    select_neurons,
+    set_rewire,
+)
+
+_HOOK = "_keras_npset_topology_logging"
+NEW_VALUE_INITS = ("normal", "zeros")
+
+
+class _LogHook:
+    """Adds topology stats to the epoch logs Keras builds inside `fit`.
+
+    Installed on the model instance for the duration of `fit` by whichever
+    topology callback starts first; validation (between `on_test_begin` and
+    `on_test_end`) is left alone so no `val_params/...` keys appear.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.owners = set()
+        self.in_test = False
+        original = model._get_metrics_result_or_logs
+
+        def patched(logs):
+            result = original(logs)
+            if self.in_test or not isinstance(result, dict):
+                return result
+            return {**result, **graph.topology_stats(model)}
+
+        self.patched = patched
+
+    @classmethod
+    def acquire(cls, model, owner) -> _LogHook:
+        hook = model.__dict__.get(_HOOK)
+        if hook is None:
+            hook = cls(model)
+            model.__dict__[_HOOK] = hook
+            model.__dict__["_get_metrics_result_or_logs"] = hook.patched
+        hook.owners.add(id(owner))
+        return hook
+
+    def release(self, owner) -> None:
+        self.owners.discard(id(owner))
+        if not self.owners:
+            self.model.__dict__.pop("_get_metrics_result_or_logs", None)
+            self.model.__dict__.pop(_HOOK, None)
+
+
+def _check_fraction(name, value, low_inclusive=True):
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+    if not ok:
+        raise ValueError(f"Expected `{name}` to be a number in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_layers(layers):
+    if layers is None:
+        return None
+    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers) or not layers:
+        raise ValueError(
+            "Expected `layers` to be None or a non-empty list of layer names. "
+            f"Received: layers={layers!r}"
+        )
+    return list(layers)
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"Expected `seed` to be an integer or None. Received: seed={seed!r}")
+    return seed
+
+
+class _TopologyCallback(keras.callbacks.Callback):
+    """Shared plumbing: layer selection, seeded RNG, logging hook."""
+
+    def __init__(self, layers=None, seed=None):
+        super().__init__()
+        self.layers = _check_layers(layers)
+        self.seed = _check_seed(seed)
+        self._rng = None
+        self._hook = None
+
+    def _all_sparse(self):
+        found = graph.sparse_layers(self.model)
+        if not found:
+            raise ValueError(
+                f"{type(self).__name__} needs a model with at least one SparseDense layer. "
+                f"Received: a model with layers {[layer.name for layer in self.model.layers]}"
+            )
+        return found
+
+    def _select(self, candidates):
+        if self.layers is None:
+            return candidates
+        by_name = {layer.name: layer for layer in candidates}
+        unknown = [name for name in self.layers if name not in by_name]
+        if unknown:
+            raise ValueError(
+                f"Expected `layers` to name SparseDense layers of the model, among "
+                f"{sorted(by_name)}. Received: layers={self.layers!r} (unknown: {unknown})"
+            )
+        return [by_name[name] for name in self.layers]
+
+    def on_train_begin(self, logs=None):
+        seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
+        self._rng = np.random.default_rng(seed)
+        self._hook = _LogHook.acquire(self.model, self)
+
+    def on_train_end(self, logs=None):
+        if self._hook is not None:
+            self._hook.release(self)
+            self._hook = None
+
+    def on_test_begin(self, logs=None):
+        if self._hook is not None:
+            self._hook.in_test = True
+
+    def on_test_end(self, logs=None):
+        if self._hook is not None:
+            self._hook.in_test = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Also for loops that call callbacks by hand (no fit-installed hook).
+        if logs is not None:
+            logs.update(graph.topology_stats(self.model))
+
+
+class SETEvolution(_TopologyCallback):
+    """Sparse Evolutionary Training (Mocanu et al. 2018) as a Keras callback.
+
+    At the end of every epoch except the last, in every SparseDense layer of
+    the model (or those named in `layers`): removes the fraction `zeta` of
+    the smallest positive kernel values and the fraction `zeta` of the
+    largest negative ones (and any exact zeros), then adds the same number of
+    connections at positions drawn uniformly among the unoccupied ones, so
+    nnz stays constant. Optimizer state (momentum, Adam moments, ...) moves
+    with the surviving connections; new connections start from zero state.
+
+    A fully dense layer (small output layers often are, see `epsilon`) has no
+    unoccupied position to explore and is left unchanged. A nearly dense one
+    regrows among its few free positions and the ones just freed.
+
+    Args:
+        zeta: Fraction of positive and of negative values replaced each
+            epoch, in [0, 1). Defaults to `0.3`, as in the SET paper.
+        init: Value of new connections: `"normal"` draws N(0, 1) / 10 as the
+            original SET code; `"zeros"` starts them at zero (as RigL).
+            Defaults to `"normal"`.
+        seed: Integer seed of the rewiring; the same seed gives the same
+            topology. Defaults to `None` (drawn from NumPy's global generator,
+            which `keras.utils.set_random_seed` seeds).
+        layers: Names of the SparseDense layers to evolve. Defaults to `None`
+            (all of them).
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=20, callbacks=[SETEvolution(zeta=0.3, seed=1)])
+    model.history.history["params/total"]
+    ```
+    """
+
+    def __init__(self, zeta=0.3, init="normal", seed=None, layers=None):
+        super().__init__(layers=layers, seed=seed)
+        self.zeta = _check_fraction("zeta", zeta)
+        if init not in NEW_VALUE_INITS:
+            raise ValueError(
+                f"Expected `init` to be one of {NEW_VALUE_INITS}. Received: init={init!r}"
+            )
+        self.init = init
+        self._targets = []
+
+    def on_train_begin(self, logs=None):
+        self._targets = self._select(self._all_sparse())
+        super().on_train_begin(logs)
+
+    def evolve(self) -> None:
+        """Run one SET step on every target layer now."""
+        optimizer = self.model.optimizer
+        strategy = self.model.distribute_strategy
+        for layer in self._targets:
+            rewiring = set_rewire(layer.indices.numpy(), layer.values.numpy(),
+                                  (layer.input_dim, layer.units), self.zeta, self._rng)
+            n_new = int(rewiring.new_mask.sum())
+            if n_new == 0:
+                continue
+            new_values = (self._rng.standard_normal(n_new) / 10.0 if self.init == "normal"
+                          else np.zeros(n_new))
+            surgery.rewire_layer(layer, rewiring, new_values.astype(np.float32),
+                                 optimizer=optimizer, strategy=strategy)
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch >= self.params.get("epochs", epoch + 2) - 1
+        if not last and not self.model.stop_training:
+            self.evolve()
+        super().on_epoch_end(epoch, logs)
+
+    def get_config(self):
+        return {"zeta": self.zeta, "init": self.init, "seed": self.seed, "layers": self.layers}
+
+
+class NeuronPruning(_TopologyCallback):
+    """Neuron pruning of NPSET (Liu, Mocanu & Pechenizkiy 2019) as a Keras callback.
+
+    At the beginning of every pruning epoch, removes `floor(alpha * n)` of
+    the `n` neurons of each hidden SparseDense layer (a SparseDense layer
+    whose outputs feed another SparseDense layer, possibly through Dropout,
+    activations or normalisation layers; output layers are never pruned):
+    those with the fewest connections. The layers physically shrink: the
+    kernel columns and bias of the pruned layer, the per-unit weights of
+    normalisation layers in between and the kernel rows of the next
+    SparseDense layer are removed, surviving optimizer state is carried, and
+    the train/test/predict functions are rebuilt for the smaller graph.
+
+    Schedule: pruning happens at the beginning of every epoch `e` with
+    `start <= e <= start + epochs`, counting epochs from 0 as Keras does,
+    i.e. `epochs + 1` events. The paper's settings (alpha 0.04, beta = 10,
+    gamma = 40) are `NeuronPruning(alpha=0.04, start=10, epochs=40)`: 41
+    events, at the beginning of epochs 10 to 50, which reproduces the neuron
+    counts of the paper's Table 3 exactly (7000 -> 1320, 3000 -> 573,
+    1000 -> 198, 300 -> 66 per layer).
+
+    Args:
+        alpha: Fraction of each pruned layer's current neurons removed per
+            event, in [0, 1). Defaults to `0.04`.
+        start: First pruning epoch (0-based; beta in the paper). Defaults to
+            `10`.
+        epochs: Number of pruning epochs after the first (gamma in the
+            paper). Defaults to `40`.
+        layers: Names of the hidden SparseDense layers to prune (e.g. only
+            the first one, the paper's "1st NPSET"). Defaults to `None`
+            (every hidden SparseDense layer).
+        criterion: Which connections count: `"total"` (in + out degree),
+            `"out"` (connections to the next layer) or `"in"` (from the
+            previous one). Defaults to `"total"`, the paper's method
+            statement ("the smallest numbers of connections", section 3.1).
+        min_units: Fewest neurons a layer keeps, >= 1. Defaults to `1`.
+        seed: Integer seed for breaking ties between neurons of equal degree.
+            Defaults to `None` (NumPy's global generator).
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=100, callbacks=[
+        SETEvolution(zeta=0.3), NeuronPruning(alpha=0.04, start=10, epochs=40)])
+    ```
+    """
+
+    def __init__(self, alpha=0.04, start=10, epochs=40, layers=None, criterion="total",
+                 min_units=1, seed=None):
+        super().__init__(layers=layers, seed=seed)
+        self.alpha = _check_fraction("alpha", alpha)
+        self.schedule = PruningSchedule(start=start, epochs=epochs)
+        if criterion not in CRITERIA:
+            raise ValueError(
+                f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
+            )
+        self.criterion = criterion
+        if isinstance(min_units, bool) or not isinstance(min_units, int) or min_units < 1:
+            raise ValueError(
+                f"Expected `min_units` to be an integer >= 1. Received: min_units={min_units!r}"
+            )
+        self.min_units = min_units
+        self.events = []
+        self._targets = []
+
+    def on_train_begin(self, logs=None):
+        self._all_sparse()
+        all_links = {link.layer.name: link for link in graph.links(self.model)}
+        if self.layers is not None:
+            unknown = [name for name in self.layers if name not in all_links]
+            if unknown:
+                raise ValueError(
+                    "Expected `layers` to name hidden SparseDense layers of the model, among "
+                    f"{sorted(all_links)}. Received: layers={self.layers!r} (unknown: {unknown})"
+                )
+            for name in self.layers:
+                if all_links[name].next is None:
+                    raise ValueError(
+                        f"Cannot prune layer {name!r}: {all_links[name].blocker}. "
+                        f"Received: layers={self.layers!r}"
+                    )
+            names = self.layers
+        else:
+            names = [name for name, link in all_links.items() if link.next is not None]
+        self._targets = names
+        self.events = []
+        super().on_train_begin(logs)
+
+    def prune(self) -> dict[str, int]:
+        """Run one pruning event now; returns the number removed per layer."""
+        links = {link.layer.name: link for link in graph.links(self.model)}
+        removed = {}
+        for name in self._targets:
+            link = links[name]
+            layer = link.layer
+            in_deg, out_deg = neuron_degrees(layer.indices.numpy(), link.next.indices.numpy(),
+                                             layer.units)
+            n_remove = neurons_to_remove(layer.units, self.alpha, self.min_units)
+            keep = select_neurons(in_deg, out_deg, n_remove, self._rng, self.criterion)
+            removed[name] = n_remove
+            if n_remove:
+                surgery.remove_units(link, keep, self.model.optimizer,
+                                     self.model.distribute_strategy)
+        if any(removed.values()):
+            surgery.refresh_model(self.model)
+        return removed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.alpha > 0 and self.schedule(epoch):
+            self.prune()
+            self.events.append(epoch)
+
+    def get_config(self):
+        return {"alpha": self.alpha, **self.schedule.get_config(), "layers": self.layers,
+                "criterion": self.criterion, "min_units": self.min_units, "seed": self.seed}
+
+
+class TopologyLogger(keras.callbacks.Callback):
+    """Writes per-layer degree histograms of the SparseDense layers to TensorBoard.
+
+    Every `histogram_freq` epochs, for every SparseDense layer, the in-degree
+    of its neurons (`degree/<layer>/in`, connections from the previous
+    layer) and, for hidden layers, their out-degree (`degree/<layer>/out`).
+    They show SET's topology evolving from the initial Erdos-Renyi graph
+    towards a scale-free one. The scalar counts reach TensorBoard through
+    the logs (see `SETEvolution`); this callback adds them to its own run
+    too, so it works on its own.
+
+    Args:
+        log_dir: Directory of the TensorBoard run; histograms go to the
+            `topology` subdirectory. Required.
+        histogram_freq: Frequency in epochs; 0 disables. Defaults to `1`.
+    """
+
+    def __init__(self, log_dir, histogram_freq=1):
+        super().__init__()
+        if not isinstance(log_dir, str | os.PathLike) or not str(log_dir):
+            raise ValueError(
+                f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
+            )
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) \
+                or histogram_freq < 0:
+            raise ValueError(
+                "Expected `histogram_freq` to be an integer >= 0. "
+                f"Received: histogram_freq={histogram_freq!r}"
+            )
+        self.log_dir = os.fspath(log_dir)
+        self.histogram_freq = histogram_freq
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "topology"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.histogram_freq or epoch % self.histogram_freq:
+            return
+        with self._writer.as_default(step=epoch):
+            for link in graph.links(self.model):
+                layer = link.layer
+                if not layer.built:
+                    continue
+                out_idx = link.next.indices.numpy() if link.next is not None else np.zeros((0, 2))
+                in_deg, out_deg = neuron_degrees(layer.indices.numpy(), out_idx, layer.units)
+                tf.summary.histogram(f"degree/{layer.name}/in", in_deg)
+                if link.next is not None:
+                    tf.summary.histogram(f"degree/{layer.name}/out", out_deg)
+            for key, value in graph.topology_stats(self.model).items():
+                tf.summary.scalar(key, value)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"log_dir": self.log_dir, "histogram_freq": self.histogram_freq}

@@ -1,0 +1,166 @@
+"""How the SparseDense layers of a model are wired, and what they cost.
+
+Neuron pruning needs to know, for each SparseDense layer, which SparseDense
+layer consumes its outputs and what sits in between: layers without per-unit
+state (Dropout, activations, noise) pass pruned widths through untouched;
+normalisation layers have one parameter per unit and are shrunk with it;
+anything else stops the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from keras_npset.layers import SparseDense
+
+# Layers that act element-wise and hold no per-unit state.
+PASSTHROUGH = (
+    keras.layers.Dropout,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.Softmax,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.ActivityRegularization,
+    keras.layers.Identity,
+)
+# Layers with one weight per unit along the last axis, shrunk with the units.
+PER_UNIT = (keras.layers.BatchNormalization, keras.layers.LayerNormalization, keras.layers.PReLU)
+
+
+def sparse_layers(model) -> list[SparseDense]:
+    """Every SparseDense layer of `model`, in topological order."""
+    return [layer for layer in _ordered_layers(model) if isinstance(layer, SparseDense)]
+
+
+def _ordered_layers(model):
+    # Top-level layers of a Sequential or functional model, in order.
+    return list(model.layers)
+
+
+@dataclasses.dataclass
+class Link:
+    """The path from a SparseDense layer to the next one.
+
+    Attributes:
+        layer: the SparseDense layer whose units would be pruned.
+        next: the SparseDense layer consuming them, or `None`.
+        between: the layers in between, in order: weightless ones (Dropout,
+            activations) and per-unit ones (normalisations) that shrink along.
+        blocker: why the layer cannot be pruned, or `None`.
+    """
+
+    layer: SparseDense
+    next: SparseDense | None
+    between: list
+    blocker: str | None
+
+
+def _consumers(layer, members):
+    out = []
+    for node in layer._outbound_nodes:
+        op = node.operation
+        if op in members and op not in out:
+            out.append(op)
+    return out
+
+
+def links(model) -> list[Link]:
+    """A `Link` for every SparseDense layer of `model`."""
+    ordered = _ordered_layers(model)
+    members = set(ordered)
+    # Sequential: list order. Functional: follow the graph's nodes.
+    use_nodes = not isinstance(model, keras.Sequential)
+    result = []
+    for i, layer in enumerate(ordered):
+        if not isinstance(layer, SparseDense):
+            continue
+        between, nxt, blocker = [], None, None
+        current, position = layer, i
+        while True:
+            if use_nodes:
+                consumers = _consumers(current, members)
+            else:
+                consumers = ordered[position + 1:position + 2]
+                position += 1
+            if not consumers:
+                break
+            if len(consumers) > 1:
+                blocker = f"its outputs feed several layers ({[c.name for c in consumers]})"
+                break
+            current = consumers[0]
+            if isinstance(current, SparseDense):
+                nxt = current
+                break
+            if isinstance(current, PASSTHROUGH) or (
+                isinstance(current, PER_UNIT) and _per_unit(current, layer.units)
+            ):
+                between.append(current)
+            else:
+                blocker = (
+                    f"it feeds layer {current.name!r} ({type(current).__name__}), which "
+                    "neuron pruning cannot shrink"
+                )
+                break
+        if nxt is None and blocker is None:
+            blocker = "it does not feed another SparseDense layer (it is an output layer)"
+        result.append(Link(layer, nxt if blocker is None else None, between, blocker))
+    return result
+
+
+def _per_unit(layer, units: int) -> bool:
+    """Whether every weight of `layer` has one entry per unit of the last axis."""
+    return bool(layer.weights) and all(tuple(w.shape) == (units,) for w in layer.weights)
+
+
+def hidden_links(model) -> list[Link]:
+    """Links of the hidden SparseDense layers: those feeding another SparseDense."""
+    return [link for link in links(model) if link.next is not None]
+
+
+def topology_stats(model) -> dict:
+    """Live neuron and parameter counts of the SparseDense layers of `model`.
+
+    Keys: `params/<layer>` (connections, biases excluded as in the NPSET
+    paper's Table 3), `density/<layer>`, `neurons/<layer>` (units),
+    `params/total`, `neurons/total` (input features of the first sparse
+    layer plus the units of every hidden SparseDense layer, output layers
+    excluded, as Table 3 counts neurons) and `compression` (parameters of
+    the fully-connected network of the initial widths divided by the live
+    parameters, Table 3's "compression rate").
+    """
+    stats = {}
+    layers = [layer for layer in sparse_layers(model) if layer.built]
+    if not layers:
+        return stats
+    hidden = {link.layer.name for link in hidden_links(model)}
+    created = initial_widths(model)
+    params = neurons = dense_params = 0
+    for layer in layers:
+        stats[f"params/{layer.name}"] = layer.nnz
+        stats[f"density/{layer.name}"] = layer.nnz / float(layer.input_dim * layer.units)
+        stats[f"neurons/{layer.name}"] = layer.units
+        params += layer.nnz
+        if layer.name in hidden:
+            neurons += layer.units
+        n_in, n_out = created[layer.name]
+        dense_params += n_in * n_out
+    neurons += layers[0].input_dim
+    stats["params/total"] = params
+    stats["neurons/total"] = neurons
+    stats["compression"] = dense_params / max(params, 1)
+    return stats
+
+
+def initial_widths(model) -> dict[str, tuple[int, int]]:
+    """`(input width, units)` of each SparseDense layer as created (before pruning)."""
+    widths = {layer.name: (layer.input_dim, layer.initial_units) for layer in sparse_layers(model)}
+    for link in links(model):
+        if link.next is not None:
+            widths[link.next.name] = (link.layer.initial_units, widths[link.next.name][1])
+    return widths

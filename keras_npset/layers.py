@@ -1,0 +1,301 @@
+"""`SparseDense`: a densely-connected layer whose kernel is truly sparse."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import activations, constraints, initializers, regularizers
+
+from keras_npset import kernels
+from keras_npset.topology import erdos_renyi_indices
+
+# Variance-scaling schemes for the kernel values, computed with the *sparse*
+# fans: a column has on average nnz / units inputs, a row nnz / input_dim outputs.
+_VALUE_INITIALIZERS = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "he_normal": (2.0, "fan_in", "normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "normal"),
+}
+KERNEL_INITIALIZERS = (*_VALUE_INITIALIZERS, "set_normal")
+
+
+def _positive_number(name, value, upper=None):
+    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    ok = ok and value > 0 and (upper is None or value <= upper)
+    if not ok:
+        expected = f"a number in (0, {upper}]" if upper is not None else "a number > 0"
+        raise ValueError(f"Expected `{name}` to be {expected}. Received: {name}={value!r}")
+    return value
+
+
+def sparse_values(initializer: str, nnz: int, n_in: int, n_out: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Initial kernel values for a sparse kernel with `nnz` connections.
+
+    `"set_normal"` draws N(0, 1) / 10 like the original SET code. The
+    variance-scaling names use the layer's effective fans (average in-degree
+    `nnz / n_out` and out-degree `nnz / n_in`), so that a sparse layer keeps
+    the activation scale a dense layer with those initialisers would have.
+    """
+    if initializer == "set_normal":
+        return (rng.standard_normal(nnz) / 10.0).astype(np.float32)
+    scale, mode, distribution = _VALUE_INITIALIZERS[initializer]
+    fan_in, fan_out = max(1.0, nnz / n_out), max(1.0, nnz / n_in)
+    fan = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+    variance = scale / fan
+    if distribution == "uniform":
+        limit = np.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, nnz).astype(np.float32)
+    # Truncated normal at two standard deviations, as Keras does.
+    std = np.sqrt(variance) / 0.87962566103423978
+    out = rng.standard_normal(nnz)
+    bad = np.abs(out) > 2
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2
+    return (out * std).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_npset")
+class SparseDense(keras.layers.Layer):
+    """Densely-connected layer with a truly sparse kernel.
+
+    Computes `output = activation(inputs @ kernel + bias)` where `kernel` is
+    stored as a sparse matrix: a non-trainable int64 `indices` variable of
+    shape `[nnz, 2]` (unique `(input, unit)` pairs, sorted row-major) and a
+    trainable `values` variable of shape `[nnz]`. No dense
+    `(input_dim, units)` tensor exists at any time, in training or
+    inference. The topology is drawn once at `build` as an Erdos-Renyi random
+    graph (Mocanu et al. 2018) and can then be evolved by `SETEvolution` and
+    narrowed by `NeuronPruning`.
+
+    Args:
+        units: Positive integer, width of the layer (its number of output
+            neurons).
+        epsilon: Positive number controlling sparsity as in SET:
+            `epsilon * (input_dim + units)` random positions are drawn with
+            replacement (duplicates collapse), a target density of
+            `epsilon * (input_dim + units) / (input_dim * units)`, capped at
+            1. Defaults to `10`, the NPSET paper's setting.
+        density: Optional number in (0, 1]. If given, overrides `epsilon`
+            and places exactly `round(density * input_dim * units)` distinct
+            connections. Defaults to `None`.
+        activation: Activation function. Defaults to `None` (linear).
+        use_bias: Whether the layer has a bias vector. Defaults to `True`.
+        kernel_initializer: How the kernel values are initialised: one of
+            `"glorot_uniform"`, `"glorot_normal"`, `"he_uniform"`,
+            `"he_normal"`, `"lecun_uniform"`, `"lecun_normal"` (variance
+            scaling with the sparse layer's *effective* fans, the average
+            in-degree `nnz / units` and out-degree `nnz / input_dim`, so a
+            sparse layer starts at the activation scale of a dense one), or
+            `"set_normal"` (N(0, 1) / 10, the original SET code).
+            Defaults to `"glorot_uniform"`, like `keras.layers.Dense`.
+        bias_initializer: Initializer for the bias. Defaults to `"zeros"`.
+        kernel_regularizer: Regularizer applied to the kernel values.
+            Defaults to `None`.
+        bias_regularizer: Regularizer for the bias. Defaults to `None`.
+        kernel_constraint: Constraint applied to the kernel values.
+            Defaults to `None`.
+        bias_constraint: Constraint applied to the bias. Defaults to `None`.
+        kernel_impl: How `inputs @ kernel` is computed: `"gather"` (gather,
+            scale, segment-sum; compiles with XLA), `"sparse_dense_matmul"`
+            (TensorFlow's sparse kernel, the reference; no XLA) or `"auto"`
+            (currently `"gather"`). Defaults to `"auto"`.
+        seed: Integer seed for the topology and the initial values. Defaults
+            to `None` (drawn from NumPy's global generator, which
+            `keras.utils.set_random_seed` seeds).
+        initial_units: Width the layer was created with, kept so that
+            compression can be reported after neuron pruning and across
+            save/load. Defaults to `None` (= `units`).
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., input_dim)`.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`.
+
+    Example:
+
+    >>> layer = SparseDense(64, epsilon=5, activation="relu", seed=0)
+    >>> y = layer(np.ones((2, 100), "float32"))
+    >>> layer.kernel.dense_shape.numpy().tolist(), layer.nnz <= 5 * (100 + 64)
+    ([100, 64], True)
+    """
+
+    def __init__(
+        self,
+        units,
+        epsilon=10.0,
+        density=None,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        kernel_impl="auto",
+        seed=None,
+        initial_units=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, int | np.integer) or units <= 0:
+            raise ValueError(
+                f"Expected `units` to be a positive integer. Received: units={units!r}"
+            )
+        self.epsilon = _positive_number("epsilon", epsilon)
+        if density is not None:
+            _positive_number("density", density, upper=1)
+        if kernel_initializer not in KERNEL_INITIALIZERS:
+            raise ValueError(
+                f"Expected `kernel_initializer` to be one of {KERNEL_INITIALIZERS}. "
+                f"Received: kernel_initializer={kernel_initializer!r}"
+            )
+        # Truthful for Keras's jit_compile="auto": only the gather path has XLA kernels.
+        self.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"Expected `seed` to be an integer or None. Received: seed={seed!r}")
+        self.units = int(units)
+        self.density = density
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.kernel_impl = kernel_impl
+        self.seed = seed
+        self.initial_units = int(initial_units) if initial_units is not None else self.units
+        self.input_dim = None
+        self._nnz_from_config = None
+        self.supports_masking = True
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        input_dim = int(input_shape[-1])
+        self.input_dim = input_dim
+        if self._nnz_from_config is not None:
+            # Restoring a saved layer: the weights loaded next fix the topology.
+            nnz = self._nnz_from_config
+            indices = np.zeros((nnz, 2), np.int64)
+            values = np.zeros(nnz, np.float32)
+        else:
+            seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
+            rng = np.random.default_rng(seed)
+            indices = erdos_renyi_indices(
+                input_dim, self.units, rng, epsilon=self.epsilon, density=self.density
+            )
+            values = sparse_values(
+                self.kernel_initializer, len(indices), input_dim, self.units, rng
+            )
+        self.indices = self.add_weight(
+            name="indices",
+            shape=indices.shape,
+            dtype="int64",
+            initializer=lambda shape, dtype: indices,
+            trainable=False,
+        )
+        self.values = self.add_weight(
+            name="values",
+            shape=values.shape,
+            initializer=lambda shape, dtype: values,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    @property
+    def nnz(self) -> int:
+        """Current number of connections."""
+        return int(self.indices.shape[0])
+
+    @property
+    def kernel(self) -> tf.SparseTensor:
+        """The kernel as a `tf.SparseTensor` of dense shape `(input_dim, units)`."""
+        return tf.SparseTensor(
+            tf.convert_to_tensor(self.indices),
+            tf.convert_to_tensor(self.values),
+            dense_shape=(self.input_dim, self.units),
+        )
+
+    def call(self, inputs):
+        inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        leading = tf.shape(inputs)[:-1]
+        x = tf.reshape(inputs, (-1, self.input_dim))
+        values = tf.cast(tf.convert_to_tensor(self.values), self.compute_dtype)
+        outputs = kernels.sparse_matmul(
+            self.kernel_impl, x, tf.convert_to_tensor(self.indices), values,
+            self.input_dim, self.units,
+        )
+        if self.bias is not None:
+            outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)
+        if len(inputs.shape) != 2:
+            outputs = tf.reshape(outputs, tf.concat([leading, [self.units]], axis=0))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return (*tuple(input_shape)[:-1], self.units)
+
+    def get_build_config(self):
+        if not self.built:
+            return None
+        # The live input width (it changes when the previous layer is pruned)
+        # and nnz, so a loaded layer gets variables of the saved shapes.
+        return {"input_shape": (None, self.input_dim), "nnz": self.nnz}
+
+    def build_from_config(self, config):
+        self._nnz_from_config = config.get("nnz")
+        try:
+            self.build(config["input_shape"])
+        finally:
+            self._nnz_from_config = None
+        self.built = True
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "units": self.units,
+            "epsilon": self.epsilon,
+            "density": self.density,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "kernel_impl": self.kernel_impl,
+            "seed": self.seed,
+            "initial_units": self.initial_units,
+        }
+        return {**base_config, **config}
+
+    def to_dense_kernel(self) -> np.ndarray:
+        """The kernel as a dense NumPy array (for tests, export and inspection only)."""
+        dense = np.zeros((self.input_dim, self.units), dtype=self.values.dtype)
+        idx = self.indices.numpy()
+        dense[idx[:, 0], idx[:, 1]] = self.values.numpy()
+        return dense

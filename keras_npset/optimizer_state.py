@@ -1,0 +1,99 @@
+"""Carry variables and their optimizer slots across topology changes.
+
+Keras 3 variables cannot change shape through `assign`, and Keras 3's
+TensorFlow optimizer keys its slot variables (momentum, Adam moments, ...) by
+the unique id of the underlying `tf.Variable`. A variable whose shape changes
+therefore keeps its Keras `Variable` object (so layers, models and the
+optimizer's lists stay valid) and gets new backing storage; its slots get new
+storage too, and the optimizer's index is re-keyed to the new storage.
+Same-shape changes (SET keeps nnz constant) are plain in-place assignments.
+
+After any change of backing storage the caller must rebuild the model's
+train/test/predict functions, which captured the old storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_npset.topology import take_with_source
+
+
+def base_optimizer(optimizer):
+    """The optimizer that owns the slots (unwraps `LossScaleOptimizer`)."""
+    while optimizer is not None and hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def _known_index(optimizer, variable) -> int | None:
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return None
+    return optimizer._trainable_variables_indices.get(optimizer._var_key(variable))
+
+
+def slot_variables(optimizer, variable) -> list:
+    """The optimizer variables that hold per-element state for `variable`.
+
+    Every Keras 3 optimizer keeps its slots in lists parallel to its
+    trainable variables (`momentums`, `_momentums`, `_velocities`, EMA
+    averages, gradient accumulators, ...): the slots are the entries at the
+    variable's index in each such list that have the variable's shape.
+    """
+    optimizer = base_optimizer(optimizer)
+    index = _known_index(optimizer, variable)
+    if index is None:
+        return []
+    count = len(optimizer._trainable_variables)
+    slots, seen = [], set()
+    for attr in vars(optimizer).values():
+        if not isinstance(attr, list | tuple) or len(attr) != count:
+            continue
+        slot = attr[index]
+        if (
+            isinstance(slot, keras.Variable)
+            and slot is not variable
+            and tuple(slot.shape) == tuple(variable.shape)
+            and id(slot) not in seen
+        ):
+            seen.add(id(slot))
+            slots.append(slot)
+    return slots
+
+
+def set_value(variable, value, strategy=None) -> None:
+    """Give `variable` the value `value`, replacing its storage if the shape changed."""
+    value = np.asarray(value, dtype=variable.dtype)
+    if tuple(variable.shape) == value.shape:
+        variable.assign(value)
+        return
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, tf.init_scope():
+        variable._initialize(value)
+    variable._shape = tuple(value.shape)
+    variable._ndim = len(value.shape)
+
+
+def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
+    """Set `variable` to `new_value` and carry its optimizer slots by `source`.
+
+    `source[i]` is the old position of element `i` of the new value, or -1
+    for a new element, whose slots start from zero.
+    """
+    optimizer = base_optimizer(optimizer)
+    slots = slot_variables(optimizer, variable)
+    slot_values = [take_with_source(s.numpy(), source, 0.0) for s in slots]
+    index = _known_index(optimizer, variable)
+    old_key = optimizer._var_key(variable) if index is not None else None
+    set_value(variable, new_value, strategy)
+    for slot, value in zip(slots, slot_values, strict=True):
+        set_value(slot, value, strategy)
+    if index is not None:
+        new_key = optimizer._var_key(variable)
+        if new_key != old_key:
+            del optimizer._trainable_variables_indices[old_key]
+            optimizer._trainable_variables_indices[new_key] = index

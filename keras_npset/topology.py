@@ -1,0 +1,283 @@
+"""Topology math for sparse layers, as pure NumPy functions (no Keras).
+
+A sparse kernel of dense shape `(n_in, n_out)` is described by `indices`, an
+int64 array of shape `[nnz, 2]` holding `(row, col)` pairs that are unique and
+sorted row-major, and a parallel `values` array of shape `[nnz]`. Every
+function here takes and returns arrays in that form, so the math can be tested
+without building a model.
+
+References:
+- Mocanu et al. 2018, "Scalable training of artificial neural networks with
+  adaptive sparse connectivity inspired by network science" (SET).
+- Liu, Mocanu & Pechenizkiy 2019, "On improving deep learning generalization
+  with adaptive sparse connectivity" (NPSET).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+CRITERIA = ("total", "out", "in")
+
+
+def flat_positions(indices: np.ndarray, n_out: int) -> np.ndarray:
+    """Row-major flat positions `row * n_out + col` of `[nnz, 2]` indices."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1, 2)
+    return indices[:, 0] * np.int64(n_out) + indices[:, 1]
+
+
+def indices_from_flat(flat: np.ndarray, n_out: int) -> np.ndarray:
+    """Inverse of `flat_positions`: `[nnz, 2]` int64 indices."""
+    flat = np.asarray(flat, dtype=np.int64)
+    return np.stack([flat // n_out, flat % n_out], axis=1)
+
+
+def target_nnz(n_in: int, n_out: int, epsilon: float | None = None,
+               density: float | None = None) -> int:
+    """Number of random draws (epsilon) or exact connection count (density)."""
+    if density is not None:
+        return max(1, int(round(density * n_in * n_out)))
+    return int(epsilon * (n_in + n_out))
+
+
+def erdos_renyi_indices(n_in: int, n_out: int, rng: np.random.Generator,
+                        epsilon: float | None = 10.0,
+                        density: float | None = None) -> np.ndarray:
+    """Random Erdos-Renyi topology of a `(n_in, n_out)` kernel.
+
+    With `epsilon`, draws `epsilon * (n_in + n_out)` random `(row, col)` pairs
+    *with* replacement and lets duplicates collapse, exactly as the original
+    SET code does; this reproduces the parameter counts of the NPSET paper's
+    Table 3 (for small layers the result is therefore a little below the
+    target density `epsilon * (n_in + n_out) / (n_in * n_out)`, and a layer
+    whose target density is 1 or more comes out (nearly) dense).
+    With `density`, exactly `round(density * n_in * n_out)` distinct
+    positions are chosen uniformly (at least one).
+
+    Returns:
+        int64 array `[nnz, 2]`, unique and sorted row-major.
+    """
+    total = n_in * n_out
+    if density is not None:
+        count = min(total, target_nnz(n_in, n_out, density=density))
+        flat = sample_free_positions(np.empty(0, np.int64), total, count, rng)
+        return indices_from_flat(np.sort(flat), n_out)
+    draws = target_nnz(n_in, n_out, epsilon=epsilon)
+    rows = rng.integers(0, n_in, size=draws, dtype=np.int64)
+    cols = rng.integers(0, n_out, size=draws, dtype=np.int64)
+    flat = np.unique(rows * n_out + cols)
+    return indices_from_flat(flat, n_out)
+
+
+def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct flat positions in `[0, total)` outside `occupied_flat`.
+
+    Uniform over the free positions. `occupied_flat` must be sorted and
+    unique. Rejection sampling keeps memory proportional to `nnz`; when few
+    positions are free (over three quarters occupied) the free set is
+    enumerated instead, which then costs `O(total) = O(nnz)` as well.
+
+    Returns:
+        int64 array of `count` positions in random order.
+
+    Raises:
+        ValueError: if fewer than `count` positions are free.
+    """
+    occupied_flat = np.asarray(occupied_flat, dtype=np.int64)
+    free = total - occupied_flat.size
+    if count > free:
+        raise ValueError(
+            f"Cannot place {count} new connections: only {free} of {total} "
+            "positions are free."
+        )
+    if count == 0:
+        return np.empty(0, np.int64)
+    if free * 4 < total:
+        mask = np.ones(total, dtype=bool)
+        mask[occupied_flat] = False
+        return rng.permutation(np.flatnonzero(mask))[:count].astype(np.int64)
+    chosen = np.empty(0, np.int64)
+    while chosen.size < count:
+        need = count - chosen.size
+        # Oversample by the expected rejection rate plus a margin.
+        draw = int(need * total / free * 1.1) + 16
+        cand = rng.integers(0, total, size=draw, dtype=np.int64)
+        cand = cand[~_isin_sorted(cand, occupied_flat)]
+        # Keep first occurrences in draw order: uniform and reproducible.
+        cand = np.concatenate([chosen, cand])
+        _, first = np.unique(cand, return_index=True)
+        chosen = cand[np.sort(first)]
+    return chosen[:count]
+
+
+def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.searchsorted(sorted_set, values)
+    pos = np.minimum(pos, sorted_set.size - 1)
+    return sorted_set[pos] == values
+
+
+def set_removal_mask(values: np.ndarray, zeta: float) -> np.ndarray:
+    """Connections removed by one SET step (True = remove).
+
+    Removes `int(zeta * n_pos)` of the smallest positive values, `int(zeta *
+    n_neg)` of the largest (closest to zero) negative values, and every value
+    that is exactly zero (it sits between the two thresholds, as in the
+    original SET code).
+    """
+    values = np.asarray(values)
+    remove = values == 0
+    for side in (np.flatnonzero(values > 0), np.flatnonzero(values < 0)):
+        k = int(zeta * side.size)
+        if k == 0:
+            continue
+        magnitude = np.abs(values[side])
+        if k < side.size:
+            chosen = side[np.argpartition(magnitude, k - 1)[:k]]
+        else:
+            chosen = side
+        remove[chosen] = True
+    return remove
+
+
+@dataclasses.dataclass(frozen=True)
+class Rewiring:
+    """Result of a topology change of one kernel.
+
+    Attributes:
+        indices: new `[nnz, 2]` int64 indices, unique and sorted row-major.
+        source: for each new connection, the position of the same connection
+            in the old arrays, or -1 for a newly created one. Values and
+            optimizer slots are carried with `take_with_source`.
+        shape: new dense shape `(n_in, n_out)`.
+    """
+
+    indices: np.ndarray
+    source: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def new_mask(self) -> np.ndarray:
+        return self.source < 0
+
+
+def take_with_source(old: np.ndarray, source: np.ndarray,
+                     fill: np.ndarray | float = 0.0) -> np.ndarray:
+    """Carry per-connection state: `old[source]`, `fill` where source is -1."""
+    old = np.asarray(old)
+    out = old[np.maximum(source, 0)]
+    new = source < 0
+    if np.any(new):
+        out = out.copy()
+        out[new] = fill if np.ndim(fill) == 0 else np.asarray(fill)
+    return out
+
+
+def set_rewire(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int],
+               zeta: float, rng: np.random.Generator) -> Rewiring:
+    """One SET step: remove by `set_removal_mask`, regrow as many at random.
+
+    New connections go to positions drawn uniformly among those not kept
+    (a position just removed may be drawn again, as in the original code), so
+    nnz is unchanged. A fully dense kernel has no free position to explore:
+    it is returned unchanged rather than having its smallest weights
+    re-initialised in place.
+    """
+    n_in, n_out = shape
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1, 2)
+    nnz = indices.shape[0]
+    identity = Rewiring(indices, np.arange(nnz, dtype=np.int64), (n_in, n_out))
+    if nnz >= n_in * n_out or zeta == 0:
+        return identity
+    remove = set_removal_mask(values, zeta)
+    n_new = int(remove.sum())
+    if n_new == 0:
+        return identity
+    kept = np.flatnonzero(~remove)
+    kept_flat = flat_positions(indices[kept], n_out)  # sorted: indices are
+    new_flat = sample_free_positions(kept_flat, n_in * n_out, n_new, rng)
+    all_flat = np.concatenate([kept_flat, new_flat])
+    source = np.concatenate([kept, np.full(n_new, -1, np.int64)])
+    order = np.argsort(all_flat, kind="stable")
+    return Rewiring(indices_from_flat(all_flat[order], n_out), source[order], (n_in, n_out))
+
+
+def neuron_degrees(in_indices: np.ndarray, out_indices: np.ndarray,
+                   units: int) -> tuple[np.ndarray, np.ndarray]:
+    """In- and out-degree of the `units` neurons between two sparse kernels.
+
+    `in_indices` are the indices of the kernel feeding the neurons (they are
+    its columns); `out_indices` those of the kernel they feed (its rows).
+    """
+    in_idx = np.asarray(in_indices, np.int64).reshape(-1, 2)
+    out_idx = np.asarray(out_indices, np.int64).reshape(-1, 2)
+    in_deg = np.bincount(in_idx[:, 1], minlength=units)[:units]
+    out_deg = np.bincount(out_idx[:, 0], minlength=units)[:units]
+    return in_deg, out_deg
+
+
+def neurons_to_remove(units: int, alpha: float, min_units: int = 1) -> int:
+    """`floor(alpha * units)`, limited so that at least `min_units` remain."""
+    return max(0, min(int(np.floor(alpha * units)), units - min_units))
+
+
+def select_neurons(in_degree: np.ndarray, out_degree: np.ndarray, n_remove: int,
+                   rng: np.random.Generator, criterion: str = "total") -> np.ndarray:
+    """Sorted indices of the neurons to *keep* after removing `n_remove`.
+
+    The removed neurons are those with the fewest connections under
+    `criterion` ("total" = in + out degree, "out", or "in"); ties are broken
+    by a random permutation drawn from `rng`, so they are reproducible.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(
+            f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
+        )
+    in_degree = np.asarray(in_degree, np.int64)
+    out_degree = np.asarray(out_degree, np.int64)
+    degree = {"total": in_degree + out_degree, "out": out_degree, "in": in_degree}[criterion]
+    units = degree.size
+    if n_remove <= 0:
+        return np.arange(units, dtype=np.int64)
+    tiebreak = rng.permutation(units)
+    order = np.lexsort((tiebreak, degree))  # ascending degree, then random
+    return np.sort(order[n_remove:]).astype(np.int64)
+
+
+def keep_units(indices: np.ndarray, shape: tuple[int, int], keep: np.ndarray,
+               axis: int) -> Rewiring:
+    """Drop every unit not in `keep` along `axis` (0 = rows/inputs, 1 = cols/outputs).
+
+    Connections touching a dropped unit are removed and the kept units are
+    renumbered `0..len(keep)-1` in their original order, so row-major order
+    is preserved without re-sorting.
+    """
+    indices = np.asarray(indices, np.int64).reshape(-1, 2)
+    keep = np.asarray(keep, np.int64)
+    size = shape[axis]
+    new_id = np.full(size, -1, np.int64)
+    new_id[keep] = np.arange(keep.size, dtype=np.int64)
+    mapped = new_id[indices[:, axis]]
+    survivors = np.flatnonzero(mapped >= 0)
+    new_indices = indices[survivors].copy()
+    new_indices[:, axis] = mapped[survivors]
+    new_shape = list(shape)
+    new_shape[axis] = int(keep.size)
+    return Rewiring(new_indices, survivors.astype(np.int64), tuple(new_shape))
+
+
+def check_indices(indices: np.ndarray, shape: tuple[int, int]) -> None:
+    """Raise `AssertionError` unless indices are unique, sorted and in range."""
+    indices = np.asarray(indices)
+    assert indices.ndim == 2 and indices.shape[1] == 2, indices.shape
+    assert indices.dtype == np.int64, indices.dtype
+    if indices.shape[0] == 0:
+        return
+    assert indices.min() >= 0, "negative index"
+    assert np.all(indices[:, 0] < shape[0]) and np.all(indices[:, 1] < shape[1]), "out of range"
+    flat = flat_positions(indices, shape[1])
+    assert np.all(np.diff(flat) > 0), "not unique and sorted row-major"
