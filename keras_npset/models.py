@@ -167,14 +167,14 @@ def build_model(
 def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
     """The topology callbacks of `method`: `SETEvolution` and/or `NeuronPruning`.
 
-    Put them before `keras.callbacks.TensorBoard` in the callback list so the
-    values they write into `logs` reach TensorBoard.
+    They add `params/<layer>`, `neurons/<layer>`, `density/<layer>` and
+    `compression` to the epoch logs, so History and TensorBoard see them.
 
     Args:
         method: one of `METHODS`.
         cfg: the experiment config (`model.zeta`, `alpha`, `start`, ...).
-        log_dir: where the callbacks write their own summaries (degree
-            histograms). Defaults to `None` (none).
+        log_dir: TensorBoard run folder; if given, a `TopologyLogger` writes degree
+            histograms under `log_dir/topology`. Defaults to `None` (none).
 
     Returns:
         A list of callbacks (empty for dense methods).
@@ -182,10 +182,10 @@ def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
     _check_method(method)
     if method not in SPARSE_METHODS:
         return []
-    from keras_npset.callbacks import NeuronPruning, SETEvolution
+    from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
 
     m, seed = cfg.model, cfg.train.seed
-    callbacks: list = [SETEvolution(zeta=m.zeta, init=m.init, seed=seed, log_dir=log_dir)]
+    callbacks: list = [SETEvolution(zeta=m.zeta, init=m.init, seed=seed)]
     layers = pruned_layers(method, len(m.hidden))
     if layers:
         callbacks.append(
@@ -197,7 +197,8 @@ def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
                 criterion=m.criterion,
                 min_units=m.min_units,
                 seed=seed,
-                log_dir=log_dir,
             )
         )
+    if log_dir:
+        callbacks.append(TopologyLogger(log_dir))
     return callbacks
