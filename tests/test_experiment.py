@@ -1,0 +1,260 @@
+"""Tests for keras_npset.models and keras_npset.experiment: every method end to end, tiny."""
+
+import csv
+import glob
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow as tf
+
+from keras_npset import SparseDense, experiment, models
+from keras_npset.config import METHODS, load_config
+from keras_npset.schedules import final_width
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("NPSET_DATA_DIR", "/work/shared/datasets"))
+RESULT_KEYS = {
+    "max_test_accuracy",
+    "final_test_accuracy",
+    "test_accuracy",
+    "hidden_units",
+    "params",
+    "neurons",
+    "epoch_seconds",
+    "dense_params",
+    "compression",
+    "history",
+}
+
+
+def _tiny(tmp_path, method, *extra):
+    return load_config(
+        None,
+        [
+            f"model.method={method}",
+            f'output.dir="{tmp_path / method}"',
+            "data.synthetic_samples=60",
+            "data.synthetic_features=20",
+            "data.synthetic_informative=3",
+            "model.hidden=[16, 16]",
+            "model.epsilon=2",
+            "model.start=0",
+            "model.prune_epochs=1",
+            "train.epochs=2",
+            "train.batch_size=20",
+            "train.verbose=0",
+            "model.kernel_impl=sparse_dense_matmul",
+            *extra,
+        ],
+    )
+
+
+def _tags(folder):
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {v.tag for v in event.summary.value}
+    return tags
+
+
+def _paper_rows():
+    with open(ROOT / "benchmarks" / "paper_tables.csv", newline="") as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+# ---------------------------------------------------------------- widths without training
+
+
+def test_final_widths_reproduce_table_3_neurons():
+    # 41 events (epochs 10..50) inside a 100-epoch run: 300 -> 66 etc., as Table 3.
+    for row in _paper_rows():
+        h, f = int(row["hidden"]), int(row["features"])
+        widths = models.final_widths([h, h], 0.04, start=10, prune_epochs=40, epochs=100)
+        assert f + sum(widths) == int(row["npset_neurons"]), row["dataset"]
+    assert models.final_widths([300, 300], 0.04, 10, 40, 51) == [66, 66]
+    # A run that ends early only sees the events inside it.
+    assert models.final_widths([300, 300], 0.04, 10, 40, 11) == [final_width(300, 0.04, 1)] * 2
+    assert models.final_widths([300, 300], 0.04, 10, 40, 100, layers=[1]) == [300, 66]
+
+
+def test_widths_for_direct_methods():
+    cfg = load_config(str(ROOT / "configs" / "lung_discrete.toml"))
+    assert models.widths_for("direct_set", cfg) == [66, 66]
+    assert models.widths_for("direct_fc", cfg) == [66, 66]
+    assert models.widths_for("npset", cfg) == [300, 300]
+
+
+def test_pruned_layers():
+    assert models.pruned_layers("npset", 2) == ["hidden_1", "hidden_2"]
+    assert models.pruned_layers("npset_1st", 2) == ["hidden_1"]
+    assert models.pruned_layers("npset_2nd", 2) == ["hidden_2"]
+    assert models.pruned_layers("set", 2) == []
+    with pytest.raises(ValueError, match="Received: n_hidden=1"):
+        models.pruned_layers("npset_2nd", 1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_build_model_layers(method):
+    model = models.build_model(method, 30, 3, [12, 10], epsilon=2, seed=0)
+    names = [layer.name for layer in model.layers[1:]]
+    assert names == ["hidden_1", "hidden_2", "output"]
+    sparse = isinstance(model.get_layer("output"), SparseDense)
+    assert sparse == (method in models.SPARSE_METHODS)
+    assert model.get_layer("output").activation is keras.activations.sigmoid
+    assert model.output.shape == (None, 3)
+
+
+def test_build_model_softmax_for_cross_entropy():
+    model = models.build_model("dense", 4, 2, [3], loss="categorical_crossentropy")
+    assert model.get_layer("output").activation is keras.activations.softmax
+
+
+def test_build_model_rejects():
+    with pytest.raises(ValueError, match="Received: method='mlp'"):
+        models.build_model("mlp", 4, 2, [3])
+    with pytest.raises(ValueError, match=r"Received: hidden=\[\]"):
+        models.build_model("set", 4, 2, [])
+
+
+def test_callbacks_for():
+    cfg = load_config(None, ["model.method=npset_1st"])
+    kinds = [type(c).__name__ for c in models.callbacks_for("npset_1st", cfg, log_dir="x")]
+    assert kinds == ["SETEvolution", "NeuronPruning", "TopologyLogger"]
+    (pruning,) = [c for c in models.callbacks_for("npset_1st", cfg) if hasattr(c, "alpha")]
+    assert pruning.layers == ["hidden_1"]
+    assert [type(c).__name__ for c in models.callbacks_for("set", cfg)] == ["SETEvolution"]
+    assert models.callbacks_for("dense", cfg) == []
+    assert models.callbacks_for("direct_fc", cfg) == []
+
+
+def test_optimizer_decay_is_the_originals_per_step_decay():
+    # Original: pdw = m*pdw - lr*dW; W += pdw - wd*W, wd NOT scaled by lr.
+    cfg = load_config(None, ["train.learning_rate=0.1", "train.weight_decay=0.01"])
+    opt = experiment.make_optimizer(cfg)
+    w = keras.Variable(np.array([2.0, -4.0], "float32"))
+    g = np.array([1.0, 0.5], "float32")
+    opt.apply_gradients([(g, w)])
+    np.testing.assert_allclose(w.numpy(), [2.0, -4.0] - 0.1 * g - 0.01 * np.array([2.0, -4.0]))
+
+
+def test_dense_params():
+    # Table 3's FC count for lung_discrete 325-300-300-7.
+    assert experiment.dense_params(325, [300, 300], 7) == 189600
+
+
+# ---------------------------------------------------------------- runs
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_smoke_run_every_method(tmp_path, method):
+    cfg = _tiny(tmp_path, method)
+    results = experiment.run(cfg, log=None)
+    out = tmp_path / method
+    assert sorted(os.listdir(out)) == ["config.json", "model.keras", "results.json", "tensorboard"]
+    saved = json.loads((out / "results.json").read_text())
+    assert RESULT_KEYS <= set(saved)
+    assert saved["max_test_accuracy"] == max(saved["test_accuracy"])
+    assert saved["final_test_accuracy"] == saved["test_accuracy"][-1]
+    assert len(saved["test_accuracy"]) == len(saved["epoch_seconds"]) == 2
+    assert 0.0 <= saved["max_test_accuracy"] <= 100.0
+    assert saved["neurons"] == 20 + sum(saved["hidden_units"])
+    assert results["params"] == saved["params"]
+    # Two events (epochs 0 and 1): 16 -> 16 - floor(0.64) ... the widths final_width says.
+    pruned = final_width(16, 0.04, 2)
+    expected = {
+        "npset": [pruned, pruned],
+        "npset_1st": [pruned, 16],
+        "npset_2nd": [16, pruned],
+        "direct_set": [pruned, pruned],
+        "direct_fc": [pruned, pruned],
+    }.get(method, [16, 16])
+    assert saved["hidden_units"] == expected
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["model"]["method"] == method and config["seed"] == 0
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(config["versions"])
+
+    # The saved model has the final topology and the counted parameters.
+    model = keras.saving.load_model(out / "model.keras")
+    assert [model.get_layer(n).units for n in ("hidden_1", "hidden_2")] == expected
+    assert experiment.model_summary(model, 2)["params"] == saved["params"]
+
+
+def test_alpha_pruning_and_tensorboard_tags(tmp_path):
+    cfg = _tiny(tmp_path, "npset", "model.alpha=0.25", "train.epochs=3")
+    results = experiment.run(cfg, log=None)
+    assert results["hidden_units"] == [final_width(16, 0.25, 2)] * 2 == [9, 9]
+    assert results["history"]["neurons/hidden_1"] == [16 - 4, 9, 9]
+    tb = tmp_path / "npset" / "tensorboard"
+    train_tags = _tags(tb / "train")
+    assert {"epoch_loss", "epoch_accuracy", "epoch_neurons/hidden_1", "epoch_params/total"} <= (
+        train_tags
+    )
+    assert {"epoch_loss", "epoch_accuracy"} <= _tags(tb / "validation")
+    assert (tb / "topology").is_dir()
+    # Atomic writes leave no temporary files behind.
+    assert not [p for p in os.listdir(tmp_path / "npset") if p.startswith(".")]
+
+
+def test_same_seed_same_run(tmp_path):
+    a = experiment.run(_tiny(tmp_path / "a", "set", "output.save_model=false"), log=None)
+    b = experiment.run(_tiny(tmp_path / "b", "set", "output.save_model=false"), log=None)
+    assert a["test_accuracy"] == b["test_accuracy"] and a["params"] == b["params"]
+
+
+def test_run_from_small_mat_file(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, size=(36, 15)).astype(np.int16)
+    y = (np.arange(36) % 3 + 1)[:, None]
+    scipy.io.savemat(tmp_path / "small.mat", {"X": x, "Y": y})
+    cfg = _tiny(tmp_path, "set", f'data.path="{tmp_path / "small.mat"}"', "data.stratify=true")
+    results = experiment.run(cfg, log=None)
+    assert results["dataset"] == "small"
+    config = json.loads((tmp_path / "set" / "config.json").read_text())
+    assert config["dataset"] == {
+        "name": "small",
+        "n_train": 24,
+        "n_test": 12,
+        "n_features": 15,
+        "n_classes": 3,
+    }
+
+
+def test_run_rejects_bad_data(tmp_path):
+    scipy.io.savemat(tmp_path / "one.mat", {"X": np.ones((6, 3)), "Y": np.ones((6, 1))})
+    cfg = _tiny(tmp_path, "set", f'data.path="{tmp_path / "one.mat"}"')
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        experiment.run(cfg, log=None)
+
+
+@pytest.mark.skipif(
+    not (SHARED / "lung_discrete.mat").exists(), reason=f"{SHARED}/lung_discrete.mat not present"
+)
+def test_lung_discrete_full_schedule_reaches_table_3_widths(tmp_path):
+    # The paper's schedule (start 10, 41 events) needs 51 epochs; one batch per epoch
+    # (48 training samples) keeps it fast. Table 3: NPSET 325 + 66 + 66 = 457 neurons.
+    # sparse_dense_matmul: the XLA "gather" path recompiles after each of the 41 pruning
+    # events (seconds each on CPU), which would make this test take minutes.
+    cfg = load_config(
+        str(ROOT / "configs" / "lung_discrete.toml"),
+        [
+            f'data.path="{SHARED / "lung_discrete.mat"}"',
+            f'output.dir="{tmp_path}"',
+            "train.epochs=51",
+            "train.batch_size=48",
+            "train.verbose=0",
+            "output.save_model=false",
+            "output.tensorboard=false",
+            "model.kernel_impl=sparse_dense_matmul",
+        ],
+    )
+    results = experiment.run(cfg, log=None)
+    assert results["hidden_units"] == [66, 66]
+    assert results["neurons"] == 457
+    # Logged at each epoch's end: epoch 9 is the last unpruned one, epoch 10 the first event.
+    assert results["history"]["neurons/hidden_1"][9:13] == [300, 288, 277, 266]
