@@ -13,13 +13,33 @@ TOML value; a bare word is a string). Results go to output.dir (see keras_npset.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_npset.config import load_config, valid_keys  # noqa: E402 (after the env var)
-from keras_npset.data import load_from_config  # noqa: E402
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hides TensorFlow's import-time C++ log lines (written to fd 2, not sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# keras_npset/__init__.py imports TensorFlow; its start-up chatter would bury the one-line
+# error messages this script promises.
+with _native_stderr_silenced():
+    from keras_npset.config import load_config, valid_keys
+    from keras_npset.data import load_from_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(cfg.output.dir, exist_ok=True)
     except (ValueError, OSError) as e:
         return _fail(e)
-    from keras_npset import experiment  # imports TensorFlow: only once inputs are valid
+    from keras_npset import experiment
 
     experiment.run(cfg, dataset)
     return 0
