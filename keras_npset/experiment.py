@@ -36,6 +36,9 @@ from keras_npset import data as data_lib
 from keras_npset import models
 from keras_npset.config import Config, config_to_dict
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def _atomic_path(path: str, suffix: str = ""):
@@ -44,6 +47,7 @@ def _atomic_path(path: str, suffix: str = ""):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

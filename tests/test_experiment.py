@@ -197,8 +197,12 @@ def test_alpha_pruning_and_tensorboard_tags(tmp_path):
     )
     assert {"epoch_loss", "epoch_accuracy"} <= _tags(tb / "validation")
     assert (tb / "topology").is_dir()
-    # Atomic writes leave no temporary files behind.
+    # Atomic writes leave no temporary files behind and keep the usual permissions.
     assert not [p for p in os.listdir(tmp_path / "npset") if p.startswith(".")]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("results.json", "config.json", "model.keras"):
+        assert (tmp_path / "npset" / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_same_seed_same_run(tmp_path):
