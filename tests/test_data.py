@@ -32,9 +32,7 @@ def _save(tmp_path, name="d.mat", **arrays):
 
 
 def _paper_rows():
-    fallback = pathlib.Path("/work/shared/paper/tables.csv")
-    source = TABLES if TABLES.exists() else fallback
-    with open(source, newline="") as f:
+    with open(TABLES, newline="") as f:
         lines = [line for line in f if not line.startswith("#")]
     return {row["dataset"]: row for row in csv.DictReader(lines)}
 

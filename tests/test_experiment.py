@@ -205,6 +205,21 @@ def test_alpha_pruning_and_tensorboard_tags(tmp_path):
         assert (tmp_path / "npset" / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_cross_entropy_zero_init_and_out_criterion(tmp_path):
+    cfg = _tiny(
+        tmp_path,
+        "npset",
+        "train.loss=categorical_crossentropy",
+        "model.init=zeros",
+        "model.criterion=out",
+        "output.save_model=false",
+        "output.tensorboard=false",
+    )
+    results = experiment.run(cfg, log=None)
+    assert sorted(os.listdir(tmp_path / "npset")) == ["config.json", "results.json"]
+    assert np.isfinite(results["history"]["loss"]).all()
+
+
 def test_same_seed_same_run(tmp_path):
     a = experiment.run(_tiny(tmp_path / "a", "set", "output.save_model=false"), log=None)
     b = experiment.run(_tiny(tmp_path / "b", "set", "output.save_model=false"), log=None)
