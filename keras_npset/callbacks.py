@@ -204,15 +204,28 @@ class SETEvolution(_TopologyCallback):
         optimizer = self.model.optimizer
         strategy = self.model.distribute_strategy
         for layer in self._targets:
-            rewiring = set_rewire(layer.indices.numpy(), layer.values.numpy(),
-                                  (layer.input_dim, layer.units), self.zeta, self._rng)
+            rewiring = set_rewire(
+                layer.indices.numpy(),
+                layer.values.numpy(),
+                (layer.input_dim, layer.units),
+                self.zeta,
+                self._rng,
+            )
             n_new = int(rewiring.new_mask.sum())
             if n_new == 0:
                 continue
-            new_values = (self._rng.standard_normal(n_new) / 10.0 if self.init == "normal"
-                          else np.zeros(n_new))
-            surgery.rewire_layer(layer, rewiring, new_values.astype(np.float32),
-                                 optimizer=optimizer, strategy=strategy)
+            new_values = (
+                self._rng.standard_normal(n_new) / 10.0
+                if self.init == "normal"
+                else np.zeros(n_new)
+            )
+            surgery.rewire_layer(
+                layer,
+                rewiring,
+                new_values.astype(np.float32),
+                optimizer=optimizer,
+                strategy=strategy,
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch >= self.params.get("epochs", epoch + 2) - 1
@@ -271,8 +284,16 @@ class NeuronPruning(_TopologyCallback):
     ```
     """
 
-    def __init__(self, alpha=0.04, start=10, epochs=40, layers=None, criterion="total",
-                 min_units=1, seed=None):
+    def __init__(
+        self,
+        alpha=0.04,
+        start=10,
+        epochs=40,
+        layers=None,
+        criterion="total",
+        min_units=1,
+        seed=None,
+    ):
         super().__init__(layers=layers, seed=seed)
         self.alpha = _check_fraction("alpha", alpha)
         self.schedule = PruningSchedule(start=start, epochs=epochs)
@@ -319,14 +340,16 @@ class NeuronPruning(_TopologyCallback):
         for name in self._targets:
             link = links[name]
             layer = link.layer
-            in_deg, out_deg = neuron_degrees(layer.indices.numpy(), link.next.indices.numpy(),
-                                             layer.units)
+            in_deg, out_deg = neuron_degrees(
+                layer.indices.numpy(), link.next.indices.numpy(), layer.units
+            )
             n_remove = neurons_to_remove(layer.units, self.alpha, self.min_units)
             keep = select_neurons(in_deg, out_deg, n_remove, self._rng, self.criterion)
             removed[name] = n_remove
             if n_remove:
-                surgery.remove_units(link, keep, self.model.optimizer,
-                                     self.model.distribute_strategy)
+                surgery.remove_units(
+                    link, keep, self.model.optimizer, self.model.distribute_strategy
+                )
         if any(removed.values()):
             surgery.refresh_model(self.model)
         return removed
@@ -337,8 +360,14 @@ class NeuronPruning(_TopologyCallback):
             self.events.append(epoch)
 
     def get_config(self):
-        return {"alpha": self.alpha, **self.schedule.get_config(), "layers": self.layers,
-                "criterion": self.criterion, "min_units": self.min_units, "seed": self.seed}
+        return {
+            "alpha": self.alpha,
+            **self.schedule.get_config(),
+            "layers": self.layers,
+            "criterion": self.criterion,
+            "min_units": self.min_units,
+            "seed": self.seed,
+        }
 
 
 class TopologyLogger(keras.callbacks.Callback):
@@ -364,8 +393,11 @@ class TopologyLogger(keras.callbacks.Callback):
             raise ValueError(
                 f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
             )
-        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) \
-                or histogram_freq < 0:
+        if (
+            isinstance(histogram_freq, bool)
+            or not isinstance(histogram_freq, int)
+            or histogram_freq < 0
+        ):
             raise ValueError(
                 "Expected `histogram_freq` to be an integer >= 0. "
                 f"Received: histogram_freq={histogram_freq!r}"

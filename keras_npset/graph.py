@@ -86,7 +86,7 @@ def links(model) -> list[Link]:
             if use_nodes:
                 consumers = _consumers(current, members)
             else:
-                consumers = ordered[position + 1:position + 2]
+                consumers = ordered[position + 1 : position + 2]
                 position += 1
             if not consumers:
                 break

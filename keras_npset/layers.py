@@ -32,8 +32,9 @@ def _positive_number(name, value, upper=None):
     return value
 
 
-def sparse_values(initializer: str, nnz: int, n_in: int, n_out: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def sparse_values(
+    initializer: str, nnz: int, n_in: int, n_out: int, rng: np.random.Generator
+) -> np.ndarray:
     """Initial kernel values for a sparse kernel with `nnz` connections.
 
     `"set_normal"` draws N(0, 1) / 10 like the original SET code. The
@@ -244,8 +245,12 @@ class SparseDense(keras.layers.Layer):
         x = tf.reshape(inputs, (-1, self.input_dim))
         values = tf.cast(tf.convert_to_tensor(self.values), self.compute_dtype)
         outputs = kernels.sparse_matmul(
-            self.kernel_impl, x, tf.convert_to_tensor(self.indices), values,
-            self.input_dim, self.units,
+            self.kernel_impl,
+            x,
+            tf.convert_to_tensor(self.indices),
+            values,
+            self.input_dim,
+            self.units,
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)

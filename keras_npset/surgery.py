@@ -23,8 +23,9 @@ from keras_npset.optimizer_state import carry, set_value
 from keras_npset.topology import Rewiring, keep_units, take_with_source
 
 
-def rewire_layer(layer: SparseDense, rewiring: Rewiring, new_values=0.0,
-                 optimizer=None, strategy=None) -> None:
+def rewire_layer(
+    layer: SparseDense, rewiring: Rewiring, new_values=0.0, optimizer=None, strategy=None
+) -> None:
     """Give `layer` the connections of `rewiring`.
 
     Surviving connections keep their values and optimizer slots; new ones
@@ -52,8 +53,9 @@ def _set_input_width(layer, width: int) -> None:
     spec = layer.input_spec
     if isinstance(spec, keras.layers.InputSpec) and spec.axes:
         last = (spec.ndim or 0) - 1
-        spec.axes = {axis: width if axis in (-1, last) else size
-                     for axis, size in spec.axes.items()}
+        spec.axes = {
+            axis: width if axis in (-1, last) else size for axis, size in spec.axes.items()
+        }
 
 
 def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) -> None:
@@ -66,15 +68,23 @@ def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) ->
     layer, nxt = link.layer, link.next
     keep = np.asarray(keep, np.int64)
     width = int(keep.size)
-    rewire_layer(layer, keep_units(layer.indices.numpy(), (layer.input_dim, layer.units),
-                                   keep, axis=1), optimizer=optimizer, strategy=strategy)
+    rewire_layer(
+        layer,
+        keep_units(layer.indices.numpy(), (layer.input_dim, layer.units), keep, axis=1),
+        optimizer=optimizer,
+        strategy=strategy,
+    )
     if layer.bias is not None:
         carry(layer.bias, layer.bias.numpy()[keep], keep, optimizer, strategy)
     for between in link.between:
         _shrink_last_axis(between, keep, optimizer, strategy)
         _set_input_width(between, width)
-    rewire_layer(nxt, keep_units(nxt.indices.numpy(), (nxt.input_dim, nxt.units), keep, axis=0),
-                 optimizer=optimizer, strategy=strategy)
+    rewire_layer(
+        nxt,
+        keep_units(nxt.indices.numpy(), (nxt.input_dim, nxt.units), keep, axis=0),
+        optimizer=optimizer,
+        strategy=strategy,
+    )
     _set_input_width(nxt, width)
 
 
@@ -109,8 +119,9 @@ def _refresh_symbolic_shapes(model) -> None:
                 continue
             inputs = node.arguments.keras_tensors
             try:
-                shape = op.compute_output_shape(inputs[0].shape if len(inputs) == 1
-                                                else [t.shape for t in inputs])
+                shape = op.compute_output_shape(
+                    inputs[0].shape if len(inputs) == 1 else [t.shape for t in inputs]
+                )
             except Exception:  # layers without compute_output_shape keep their record
                 continue
             if len(node.outputs) == 1 and isinstance(shape, tuple):

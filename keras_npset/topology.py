@@ -34,17 +34,22 @@ def indices_from_flat(flat: np.ndarray, n_out: int) -> np.ndarray:
     return np.stack([flat // n_out, flat % n_out], axis=1)
 
 
-def target_nnz(n_in: int, n_out: int, epsilon: float | None = None,
-               density: float | None = None) -> int:
+def target_nnz(
+    n_in: int, n_out: int, epsilon: float | None = None, density: float | None = None
+) -> int:
     """Number of random draws (epsilon) or exact connection count (density)."""
     if density is not None:
         return max(1, int(round(density * n_in * n_out)))
     return int(epsilon * (n_in + n_out))
 
 
-def erdos_renyi_indices(n_in: int, n_out: int, rng: np.random.Generator,
-                        epsilon: float | None = 10.0,
-                        density: float | None = None) -> np.ndarray:
+def erdos_renyi_indices(
+    n_in: int,
+    n_out: int,
+    rng: np.random.Generator,
+    epsilon: float | None = 10.0,
+    density: float | None = None,
+) -> np.ndarray:
     """Random Erdos-Renyi topology of a `(n_in, n_out)` kernel.
 
     With `epsilon`, draws `epsilon * (n_in + n_out)` random `(row, col)` pairs
@@ -71,8 +76,9 @@ def erdos_renyi_indices(n_in: int, n_out: int, rng: np.random.Generator,
     return indices_from_flat(flat, n_out)
 
 
-def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
-                          rng: np.random.Generator) -> np.ndarray:
+def sample_free_positions(
+    occupied_flat: np.ndarray, total: int, count: int, rng: np.random.Generator
+) -> np.ndarray:
     """`count` distinct flat positions in `[0, total)` outside `occupied_flat`.
 
     Uniform over the free positions. `occupied_flat` must be sorted and
@@ -90,8 +96,7 @@ def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
     free = total - occupied_flat.size
     if count > free:
         raise ValueError(
-            f"Cannot place {count} new connections: only {free} of {total} "
-            "positions are free."
+            f"Cannot place {count} new connections: only {free} of {total} positions are free."
         )
     if count == 0:
         return np.empty(0, np.int64)
@@ -165,8 +170,9 @@ class Rewiring:
         return self.source < 0
 
 
-def take_with_source(old: np.ndarray, source: np.ndarray,
-                     fill: np.ndarray | float = 0.0) -> np.ndarray:
+def take_with_source(
+    old: np.ndarray, source: np.ndarray, fill: np.ndarray | float = 0.0
+) -> np.ndarray:
     """Carry per-connection state: `old[source]`, `fill` where source is -1."""
     old = np.asarray(old)
     out = old[np.maximum(source, 0)]
@@ -177,8 +183,13 @@ def take_with_source(old: np.ndarray, source: np.ndarray,
     return out
 
 
-def set_rewire(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int],
-               zeta: float, rng: np.random.Generator) -> Rewiring:
+def set_rewire(
+    indices: np.ndarray,
+    values: np.ndarray,
+    shape: tuple[int, int],
+    zeta: float,
+    rng: np.random.Generator,
+) -> Rewiring:
     """One SET step: remove by `set_removal_mask`, regrow as many at random.
 
     New connections go to positions drawn uniformly among those not kept
@@ -206,8 +217,9 @@ def set_rewire(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int],
     return Rewiring(indices_from_flat(all_flat[order], n_out), source[order], (n_in, n_out))
 
 
-def neuron_degrees(in_indices: np.ndarray, out_indices: np.ndarray,
-                   units: int) -> tuple[np.ndarray, np.ndarray]:
+def neuron_degrees(
+    in_indices: np.ndarray, out_indices: np.ndarray, units: int
+) -> tuple[np.ndarray, np.ndarray]:
     """In- and out-degree of the `units` neurons between two sparse kernels.
 
     `in_indices` are the indices of the kernel feeding the neurons (they are
@@ -225,8 +237,13 @@ def neurons_to_remove(units: int, alpha: float, min_units: int = 1) -> int:
     return max(0, min(int(np.floor(alpha * units)), units - min_units))
 
 
-def select_neurons(in_degree: np.ndarray, out_degree: np.ndarray, n_remove: int,
-                   rng: np.random.Generator, criterion: str = "total") -> np.ndarray:
+def select_neurons(
+    in_degree: np.ndarray,
+    out_degree: np.ndarray,
+    n_remove: int,
+    rng: np.random.Generator,
+    criterion: str = "total",
+) -> np.ndarray:
     """Sorted indices of the neurons to *keep* after removing `n_remove`.
 
     The removed neurons are those with the fewest connections under
@@ -248,8 +265,9 @@ def select_neurons(in_degree: np.ndarray, out_degree: np.ndarray, n_remove: int,
     return np.sort(order[n_remove:]).astype(np.int64)
 
 
-def keep_units(indices: np.ndarray, shape: tuple[int, int], keep: np.ndarray,
-               axis: int) -> Rewiring:
+def keep_units(
+    indices: np.ndarray, shape: tuple[int, int], keep: np.ndarray, axis: int
+) -> Rewiring:
     """Drop every unit not in `keep` along `axis` (0 = rows/inputs, 1 = cols/outputs).
 
     Connections touching a dropped unit are removed and the kept units are

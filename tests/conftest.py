@@ -1,0 +1,22 @@
+"""Shared test set-up: quiet TensorFlow, seeded randomness, small helpers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Seed every generator and reset Keras's layer-name counters per test."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261125)

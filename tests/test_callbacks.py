@@ -1,0 +1,571 @@
+"""SETEvolution, NeuronPruning and TopologyLogger inside model.fit, against references."""
+
+import gc
+import glob
+import weakref
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_npset import NeuronPruning, SETEvolution, SparseDense, TopologyLogger, final_width
+from keras_npset.optimizer_state import slot_variables
+from keras_npset.topology import check_indices, flat_positions, set_removal_mask
+
+
+def mlp(n_in=30, hidden=(40, 40), n_out=3, epsilon=4, between=(), seed=0):
+    layers = [keras.Input((n_in,))]
+    for i, width in enumerate(hidden):
+        layers.append(
+            SparseDense(width, epsilon=epsilon, activation="relu", seed=seed + i, name=f"h{i + 1}")
+        )
+        layers.extend(factory() for factory in between)
+    layers.append(
+        SparseDense(n_out, epsilon=epsilon, activation="softmax", seed=seed + 9, name="out")
+    )
+    return keras.Sequential(layers)
+
+
+def compiled(model, optimizer=None):
+    model.compile(
+        optimizer or keras.optimizers.SGD(0.05, momentum=0.9),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def data(rng, n=96, n_in=30, classes=3):
+    return rng.standard_normal((n, n_in)).astype("float32"), rng.integers(0, classes, n)
+
+
+def sparse_of(model):
+    return [layer for layer in model.layers if isinstance(layer, SparseDense)]
+
+
+def dense_twin_predict(model, x):
+    """Forward pass of the model from densified kernels, in NumPy."""
+    h = x
+    for layer in model.layers:
+        if isinstance(layer, SparseDense):
+            h = h @ layer.to_dense_kernel() + layer.bias.numpy()
+            h = keras.ops.convert_to_numpy(layer.activation(h))
+        else:
+            h = keras.ops.convert_to_numpy(layer(h, training=False))
+    return h
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Records topology after every epoch (placed after the topology callbacks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(
+            {
+                layer.name: (
+                    layer.indices.numpy().copy(),
+                    layer.values.numpy().copy(),
+                    (layer.input_dim, layer.units),
+                )
+                for layer in sparse_of(self.model)
+            }
+        )
+
+
+# ---------------------------------------------------------------- SET
+
+
+def test_set_invariants_after_every_epoch(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    before = {layer.name: layer.nnz for layer in sparse_of(model)}
+    initial = {layer.name: layer.indices.numpy().copy() for layer in sparse_of(model)}
+    snap = Snapshot()
+    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[SETEvolution(0.3, seed=1), snap])
+    for epoch, state in enumerate(snap.epochs):
+        for name, (idx, _, shape) in state.items():
+            check_indices(idx, shape)
+            assert len(idx) == before[name]
+            previous = initial[name] if epoch == 0 else snap.epochs[epoch - 1][name][0]
+            changed = (
+                1
+                - np.isin(flat_positions(idx, shape[1]), flat_positions(previous, shape[1])).mean()
+            )
+            if epoch < 3 and name != "out":
+                assert 0.2 < changed < 0.4, (name, epoch, changed)  # about zeta replaced
+            if epoch == 3:
+                assert changed == 0  # nothing changes after the last epoch
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_set_new_connections_start_as_documented(rng):
+    model = compiled(mlp())
+    model.fit(*data(rng), epochs=1, verbose=0)
+    for init in ("normal", "zeros"):
+        callback = SETEvolution(zeta=0.5, init=init, seed=3)
+        callback.set_model(model)
+        callback.on_train_begin()
+        layer = model.get_layer("h1")
+        old = set(flat_positions(layer.indices.numpy(), layer.units).tolist())
+        callback.evolve()
+        flat = flat_positions(layer.indices.numpy(), layer.units)
+        new = np.array([p not in old for p in flat.tolist()])
+        fresh = layer.values.numpy()[new]
+        if init == "zeros":
+            assert np.all(fresh == 0)
+        else:
+            assert 0.07 < fresh.std() < 0.13  # N(0, 1) / 10
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+        lambda: keras.optimizers.Adam(1e-3),
+    ],
+)
+def test_optimizer_state_travels_with_connections(rng, make_optimizer):
+    model = compiled(mlp(), make_optimizer())
+    x, y = data(rng)
+    model.fit(x, y, epochs=1, verbose=0)
+    layer = model.get_layer("h2")
+    slots = slot_variables(model.optimizer, layer.values)
+    assert len(slots) == (1 if isinstance(model.optimizer, keras.optimizers.SGD) else 2)
+    old_flat = flat_positions(layer.indices.numpy(), layer.units)
+    removed = set_removal_mask(layer.values.numpy(), 0.3)
+    old_slots = [s.numpy().copy() for s in slots]
+    callback = SETEvolution(zeta=0.3, seed=0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.evolve()
+    new_flat = flat_positions(layer.indices.numpy(), layer.units)
+    # Surviving connections: same position, not removed (a removed position may regrow as new).
+    position = {p: i for i, p in enumerate(old_flat.tolist()) if not removed[i]}
+    kept = np.array([p in position for p in new_flat.tolist()])
+    source = np.array([position.get(p, 0) for p in new_flat.tolist()])
+    assert 0 < kept.sum() < len(kept)
+    for slot, old in zip(slot_variables(model.optimizer, layer.values), old_slots, strict=True):
+        np.testing.assert_array_equal(slot.numpy()[kept], old[source[kept]])
+        np.testing.assert_array_equal(slot.numpy()[~kept], 0)
+    model.fit(x, y, epochs=1, verbose=0)  # the optimizer still knows its variables
+
+
+def test_set_is_seeded(rng):
+    x, y = data(rng)
+    topologies = []
+    for _ in range(2):
+        keras.utils.set_random_seed(9)
+        model = compiled(mlp())
+        model.fit(x, y, epochs=3, shuffle=False, verbose=0, callbacks=[SETEvolution(seed=4)])
+        topologies.append(model.get_layer("h1").indices.numpy())
+    np.testing.assert_array_equal(*topologies)
+
+
+def test_set_only_named_layers(rng):
+    model = compiled(mlp())
+    h2_before = model.get_layer("h2").indices.numpy().copy()
+    h1_before = model.get_layer("h1").indices.numpy().copy()
+    model.fit(*data(rng), epochs=2, verbose=0, callbacks=[SETEvolution(layers=["h1"], seed=0)])
+    np.testing.assert_array_equal(model.get_layer("h2").indices.numpy(), h2_before)
+    assert not np.array_equal(model.get_layer("h1").indices.numpy(), h1_before)
+
+
+def test_save_load_after_evolution_then_train(tmp_path, rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[SETEvolution(seed=0)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+    history = loaded.fit(x, y, epochs=3, verbose=0, callbacks=[SETEvolution(seed=1)])
+    assert np.isfinite(history.history["loss"]).all()
+    for layer in sparse_of(loaded):
+        check_indices(layer.indices.numpy(), (layer.input_dim, layer.units))
+
+
+# ---------------------------------------------------------------- pruning
+
+
+def run_schedule(model, callback, epochs):
+    """Drive the pruning callback's epoch hooks without training."""
+    callback.set_model(model)
+    callback.set_params({"epochs": epochs})
+    callback.on_train_begin()
+    widths = []
+    for epoch in range(epochs):
+        callback.on_epoch_begin(epoch)
+        widths.append([layer.units for layer in sparse_of(model)])
+    callback.on_train_end()
+    return widths
+
+
+def test_paper_schedule_41_events_reaches_table3_widths():
+    model = compiled(mlp(n_in=325, hidden=(300, 300), n_out=7, epsilon=10))
+    callback = NeuronPruning(alpha=0.04, start=10, epochs=40, seed=0)
+    widths = run_schedule(model, callback, 60)
+    assert callback.events == list(range(10, 51))
+    expected = 300
+    for epoch, row in enumerate(widths):
+        if 10 <= epoch <= 50:
+            expected -= int(np.floor(0.04 * expected))
+        assert row == [expected, expected, 7], epoch
+    assert widths[-1][:2] == [66, 66]  # Table 3, lung_discrete
+    layers = sparse_of(model)
+    for a, b in zip(layers, layers[1:], strict=False):
+        assert b.input_dim == a.units
+        check_indices(b.indices.numpy(), (b.input_dim, b.units))
+
+
+def test_pruning_equals_zeroing_outgoing_weights(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    model.fit(x, y, epochs=1, verbose=0)
+    h1, h2 = model.get_layer("h1"), model.get_layer("h2")
+    # Reference: the unpruned model with the removed neurons' outgoing weights zeroed.
+    callback = NeuronPruning(alpha=0.25, start=0, epochs=0, layers=["h1"], seed=0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    in_deg = np.bincount(h1.indices.numpy()[:, 1], minlength=h1.units)
+    out_deg = np.bincount(h2.indices.numpy()[:, 0], minlength=h1.units)
+    degree = in_deg + out_deg
+    w2 = h2.to_dense_kernel()
+    callback.prune()
+    assert h1.units == 30 and h2.input_dim == 30
+    kept_degrees = np.sort(degree)[10:]
+    # The kept neurons are those with the most connections.
+    assert (
+        np.sort(
+            np.bincount(h1.indices.numpy()[:, 1], minlength=30)
+            + np.bincount(h2.indices.numpy()[:, 0], minlength=30)
+        ).tolist()
+        == kept_degrees.tolist()
+    )
+    # Identify the kept neurons by matching h2's surviving rows.
+    w2_new = h2.to_dense_kernel()
+    kept = [
+        next(i for i in range(40) if np.array_equal(w2[i], row) and degree[i] >= kept_degrees[0])
+        for row in w2_new
+    ]
+    removed = np.setdiff1d(np.arange(40), kept)
+    assert len(removed) == 10
+    hidden = np.maximum(x @ model.get_layer("h1").to_dense_kernel(), 0)  # sanity of shapes
+    assert hidden.shape == (96, 30)
+    w2_zeroed = w2.copy()
+    w2_zeroed[removed] = 0
+    np.testing.assert_allclose(w2_new, w2_zeroed[kept])
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_pruned_predictions_match_unpruned_with_zeroed_rows(rng):
+    x, y = data(rng)
+    model = compiled(mlp(hidden=(25,)))
+    model.fit(x, y, epochs=1, verbose=0)
+    h1, out = model.get_layer("h1"), model.get_layer("out")
+    w1, b1, w_out, b_out = (
+        h1.to_dense_kernel(),
+        h1.bias.numpy(),
+        out.to_dense_kernel(),
+        out.bias.numpy(),
+    )
+    callback = NeuronPruning(alpha=0.4, start=0, epochs=0, seed=2)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.prune()
+    surviving_columns = {tuple(column) for column in h1.to_dense_kernel().T}
+    kept = np.array([i for i in range(25) if tuple(w1.T[i]) in surviving_columns])
+    assert len(kept) == 15
+    zeroed = w_out.copy()
+    zeroed[np.setdiff1d(np.arange(25), kept)] = 0
+    hidden = np.maximum(x @ w1 + b1, 0)
+    logits = hidden @ zeroed + b_out
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("criterion", ["total", "out", "in"])
+def test_kept_neurons_have_most_connections(rng, criterion):
+    model = compiled(mlp(hidden=(50, 20), epsilon=2))
+    h1, h2 = model.get_layer("h1"), model.get_layer("h2")
+    in_deg = np.bincount(h1.indices.numpy()[:, 1], minlength=50)
+    out_deg = np.bincount(h2.indices.numpy()[:, 0], minlength=50)
+    degree = {"total": in_deg + out_deg, "out": out_deg, "in": in_deg}[criterion]
+    callback = NeuronPruning(
+        alpha=0.3, start=0, epochs=0, layers=["h1"], criterion=criterion, seed=1
+    )
+    run_schedule(model, callback, 1)
+    new_in = np.bincount(h1.indices.numpy()[:, 1], minlength=35)
+    new_out = np.bincount(h2.indices.numpy()[:, 0], minlength=35)
+    new_degree = {"total": new_in + new_out, "out": new_out, "in": new_in}[criterion]
+    assert new_degree.min() >= np.sort(degree)[15 - 1]
+
+
+def test_set_and_pruning_together_keep_invariants(rng, tmp_path):
+    x, y = data(rng)
+    for order in (0, 1):
+        model = compiled(mlp(between=[lambda: keras.layers.Dropout(0.1)]))
+        callbacks = [SETEvolution(seed=0), NeuronPruning(alpha=0.2, start=1, epochs=2, seed=0)]
+        snap = Snapshot()
+        history = model.fit(
+            x,
+            y,
+            epochs=5,
+            batch_size=16,
+            verbose=0,
+            callbacks=(callbacks if order == 0 else callbacks[::-1]) + [snap],
+        )
+        assert np.isfinite(history.history["loss"]).all()
+        widths = [state["h1"][2][1] for state in snap.epochs]
+        assert widths == [40, 32, 26, 21, 21]
+        for state in snap.epochs:
+            for idx_, _, shape in state.values():
+                check_indices(idx_, shape)
+        layers = sparse_of(model)
+        for a, b in zip(layers, layers[1:], strict=False):
+            assert b.input_dim == a.units
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-4, atol=1e-5
+        )
+        model.save(tmp_path / f"m{order}.keras")
+        loaded = keras.models.load_model(tmp_path / f"m{order}.keras")
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+        )
+        assert [layer.units for layer in sparse_of(loaded)] == [21, 21, 3]
+        loaded.fit(x, y, epochs=1, verbose=0)
+
+
+def test_pruning_keeps_surviving_optimizer_state(rng):
+    x, y = data(rng)
+    model = compiled(mlp(), keras.optimizers.Adam(1e-3))
+    model.fit(x, y, epochs=1, verbose=0)
+    h1, h2 = model.get_layer("h1"), model.get_layer("h2")
+    bias_slots = [s.numpy().copy() for s in slot_variables(model.optimizer, h1.bias)]
+    old_bias = h1.bias.numpy().copy()
+    callback = NeuronPruning(alpha=0.5, start=0, epochs=0, layers=["h1"], seed=0)
+    run_schedule(model, callback, 1)
+    kept = np.array([int(np.flatnonzero(old_bias == b)[0]) for b in h1.bias.numpy()])
+    for slot, old in zip(slot_variables(model.optimizer, h1.bias), bias_slots, strict=True):
+        assert slot.shape == (20,)
+        np.testing.assert_array_equal(slot.numpy(), old[kept])
+    assert slot_variables(model.optimizer, h2.values)[0].shape == h2.values.shape
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_old_storage_is_released(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    model.fit(x, y, epochs=1, verbose=0)
+    old = weakref.ref(model.get_layer("h1").values.value)
+    callback = NeuronPruning(alpha=0.1, start=0, epochs=3, seed=0)
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[callback])
+    gc.collect()
+    assert old() is None
+
+
+def test_batch_normalization_in_between_is_shrunk(rng, tmp_path):
+    x, y = data(rng)
+    model = compiled(mlp(between=[keras.layers.BatchNormalization]))
+    history = model.fit(
+        x, y, epochs=3, verbose=0, callbacks=[NeuronPruning(alpha=0.25, start=1, epochs=1, seed=0)]
+    )
+    assert np.isfinite(history.history["loss"]).all()
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [w.shape for w in bn[0].weights] == [(23,)] * 4  # 40 -> 30 -> 23
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-4, atol=1e-4
+    )
+    model.save(tmp_path / "bn.keras")
+    loaded = keras.models.load_model(tmp_path / "bn.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-5)
+
+
+def test_functional_model_pruning_and_summary(rng, tmp_path):
+    inputs = keras.Input((30,))
+    h = SparseDense(40, activation="relu", epsilon=4, seed=0, name="h1")(inputs)
+    h = keras.layers.Dropout(0.1)(h)
+    h = SparseDense(30, activation="relu", epsilon=4, seed=1, name="h2")(h)
+    outputs = SparseDense(3, activation="softmax", seed=2, name="out")(h)
+    model = compiled(keras.Model(inputs, outputs))
+    x, y = data(rng)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[NeuronPruning(alpha=0.5, start=1, epochs=0)])
+    assert (model.get_layer("h1").units, model.get_layer("h2").units) == (20, 15)
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    text = "\n".join(lines)
+    assert "(None, 20)" in text and "(None, 15)" in text
+    model.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+
+
+def test_sequential_summary_shows_current_widths(rng):
+    model = compiled(mlp())
+    run_schedule(model, NeuronPruning(alpha=0.5, start=0, epochs=0), 1)
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    assert "(None, 20)" in "\n".join(lines)
+    assert model.output_shape == (None, 3)
+
+
+def test_alpha_zero_min_units_and_empty_schedule(rng):
+    model = compiled(mlp())
+    callback = NeuronPruning(alpha=0.0, start=0, epochs=5)
+    assert run_schedule(model, callback, 6)[-1] == [40, 40, 3]
+    callback = NeuronPruning(alpha=0.5, start=0, epochs=10, min_units=7)
+    assert run_schedule(model, callback, 11)[-1] == [7, 7, 3]
+    callback = NeuronPruning(alpha=0.5, start=20, epochs=10)
+    assert run_schedule(model, callback, 11)[-1] == [7, 7, 3]
+    assert callback.events == []
+
+
+def test_first_and_second_layer_variants(rng):
+    for layers, expected in ((["h1"], [20, 40, 3]), (["h2"], [40, 20, 3])):
+        model = compiled(mlp())
+        run_schedule(model, NeuronPruning(alpha=0.5, start=0, epochs=0, layers=layers), 1)
+        assert [layer.units for layer in sparse_of(model)] == expected
+
+
+def test_final_widths_match_final_width_helper():
+    model = compiled(mlp(hidden=(100, 60)))
+    run_schedule(model, NeuronPruning(alpha=0.1, start=2, epochs=6), 12)
+    assert [layer.units for layer in sparse_of(model)][:2] == [
+        final_width(100, 0.1, 7),
+        final_width(60, 0.1, 7),
+    ]
+
+
+# ---------------------------------------------------------------- logging
+
+
+def event_tags(log_dir):
+    tags = set()
+    for path in glob.glob(f"{log_dir}/**/events.out.tfevents.*", recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.mark.parametrize("tensorboard_first", [True, False])
+def test_logs_reach_history_and_tensorboard_in_any_order(rng, tmp_path, tensorboard_first):
+    x, y = data(rng)
+    model = compiled(mlp())
+    board = keras.callbacks.TensorBoard(str(tmp_path))
+    ours = [
+        SETEvolution(seed=0),
+        NeuronPruning(alpha=0.25, start=1, epochs=0, seed=0),
+        TopologyLogger(str(tmp_path)),
+    ]
+    callbacks = [board, *ours] if tensorboard_first else [*ours, board]
+    history = model.fit(x, y, epochs=3, verbose=0, validation_data=(x, y), callbacks=callbacks)
+    h = history.history
+    assert h["neurons/h1"] == [40, 30, 30]
+    assert h["neurons/out"] == [3, 3, 3]
+    assert h["neurons/total"] == [30 + 80, 30 + 60, 30 + 60]
+    assert h["params/total"][-1] == sum(layer.nnz for layer in sparse_of(model))
+    assert h["params/h1"][-1] == model.get_layer("h1").nnz
+    dense_params = 30 * 40 + 40 * 40 + 40 * 3
+    np.testing.assert_allclose(h["compression"][-1], dense_params / h["params/total"][-1])
+    assert h["density/h2"][-1] == pytest.approx(model.get_layer("h2").nnz / (30 * 30))
+    assert not any(key.startswith("val_params") or key.startswith("val_neurons") for key in h)
+    tags = event_tags(tmp_path)
+    for tag in (
+        "epoch_neurons/total",
+        "epoch_params/total",
+        "epoch_params/h1",
+        "epoch_compression",
+        "degree/h1/in",
+        "degree/h1/out",
+        "degree/out/in",
+    ):
+        assert tag in tags, (tag, sorted(tags))
+    # The patch is removed after fit.
+    assert "_get_metrics_result_or_logs" not in model.__dict__
+
+
+def test_callbacks_reset_state_between_fits(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    callback = NeuronPruning(alpha=0.25, start=0, epochs=0, seed=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.events == [0]
+    assert model.get_layer("h1").units == 23  # 40 -> 30 -> 23
+
+
+# ---------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"zeta": 1.0}, "zeta"),
+        ({"zeta": -0.1}, "zeta"),
+        ({"zeta": "0.3"}, "zeta"),
+        ({"init": "uniform"}, "init"),
+        ({"seed": 2.0}, "seed"),
+        ({"layers": "h1"}, "layers"),
+        ({"layers": []}, "layers"),
+    ],
+)
+def test_set_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=rf"Received: {name}="):
+        SETEvolution(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"alpha": 1.0}, "alpha"),
+        ({"alpha": -0.01}, "alpha"),
+        ({"start": -1}, "start"),
+        ({"epochs": -5}, "epochs"),
+        ({"criterion": "weight"}, "criterion"),
+        ({"min_units": 0}, "min_units"),
+        ({"layers": [3]}, "layers"),
+    ],
+)
+def test_pruning_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=rf"Received: {name}="):
+        NeuronPruning(**kwargs)
+
+
+def test_unknown_layer_names_and_models_without_sparse_layers(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    with pytest.raises(ValueError, match=r"unknown: \['nope'\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[SETEvolution(layers=["nope"])])
+    with pytest.raises(ValueError, match=r"Cannot prune layer 'out'.*output layer"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["out"])])
+    dense = keras.Sequential([keras.Input((30,)), keras.layers.Dense(3)])
+    dense.compile("sgd", "mse")
+    for callback in (SETEvolution(), NeuronPruning()):
+        with pytest.raises(ValueError, match="at least one SparseDense"):
+            dense.fit(x, np.zeros((96, 3)), epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_dense_layer_after_sparse_blocks_pruning(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((30,)),
+            SparseDense(20, name="h1"),
+            keras.layers.Dense(10, name="d"),
+            SparseDense(3, name="out"),
+        ]
+    )
+    compiled(model)
+    x, y = data(rng)
+    with pytest.raises(ValueError, match=r"Cannot prune layer 'h1'.*'d' \(Dense\)"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["h1"])])
+    # Without explicit layers, nothing is prunable but SET still works.
+    callback = NeuronPruning(alpha=0.5, start=0, epochs=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback, SETEvolution()])
+    assert model.get_layer("h1").units == 20

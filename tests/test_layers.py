@@ -1,0 +1,216 @@
+"""SparseDense against dense references, Keras citizenship, save/load and bad arguments."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_npset import SparseDense
+from keras_npset.layers import KERNEL_INITIALIZERS, sparse_values
+from keras_npset.topology import check_indices
+
+IMPLS = ["gather", "sparse_dense_matmul", "auto"]
+
+
+def dense_reference(layer, x):
+    return x @ layer.to_dense_kernel() + (layer.bias.numpy() if layer.use_bias else 0.0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_matches_dense(rng, impl):
+    layer = SparseDense(37, epsilon=4, kernel_impl=impl, bias_initializer="random_normal", seed=3)
+    x = rng.standard_normal((9, 53)).astype("float32")
+    y = layer(x).numpy()
+    check_indices(layer.indices.numpy(), (53, 37))
+    np.testing.assert_allclose(y, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+    assert layer.kernel.dense_shape.numpy().tolist() == [53, 37]
+    np.testing.assert_array_equal(tf.sparse.to_dense(layer.kernel).numpy(), layer.to_dense_kernel())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradients_match_dense(rng, impl):
+    layer = SparseDense(21, epsilon=3, activation="tanh", kernel_impl=impl, seed=4)
+    x = tf.constant(rng.standard_normal((6, 30)).astype("float32"))
+    layer.build(x.shape)
+    target = tf.constant(rng.standard_normal((6, 21)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum((layer(x) - target) ** 2)
+    dx, dvalues, dbias = tape.gradient(loss, [x, layer.values, layer.bias])
+
+    kernel = tf.Variable(layer.to_dense_kernel())
+    bias = tf.Variable(layer.bias.numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss_ref = tf.reduce_sum((tf.tanh(x @ kernel + bias) - target) ** 2)
+    dx_ref, dkernel_ref, dbias_ref = tape.gradient(loss_ref, [x, kernel, bias])
+    idx = layer.indices.numpy()
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        dvalues, dkernel_ref.numpy()[idx[:, 0], idx[:, 1]], rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(dbias, dbias_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_only_values_and_bias_are_trainable_and_no_dense_variable():
+    layer = SparseDense(40, epsilon=2, seed=0)
+    layer.build((None, 50))
+    assert [w.name for w in layer.trainable_weights] == ["values", "bias"]
+    assert [w.name for w in layer.non_trainable_weights] == ["indices"]
+    assert layer.indices.dtype == "int64"
+    for w in layer.weights:
+        assert tuple(w.shape) != (50, 40)
+    assert layer.nnz == layer.values.shape[0] <= 2 * (50 + 40)
+
+
+def test_higher_rank_inputs(rng):
+    layer = SparseDense(5, epsilon=2, seed=1)
+    x = rng.standard_normal((2, 3, 8)).astype("float32")
+    y = layer(x).numpy()
+    assert y.shape == (2, 3, 5)
+    np.testing.assert_allclose(y, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+    assert layer.compute_output_shape((None, 3, 8)) == (None, 3, 5)
+
+
+def test_density_overrides_epsilon():
+    layer = SparseDense(20, epsilon=1, density=0.5, seed=0)
+    layer.build((None, 10))
+    assert layer.nnz == 100
+
+
+def test_seed_reproduces_topology_and_values():
+    a, b, c = (SparseDense(30, seed=s) for s in (7, 7, 8))
+    for layer in (a, b, c):
+        layer.build((None, 40))
+    np.testing.assert_array_equal(a.indices.numpy(), b.indices.numpy())
+    np.testing.assert_array_equal(a.values.numpy(), b.values.numpy())
+    assert not np.array_equal(a.values.numpy(), c.values.numpy()[: a.nnz])
+
+
+def test_global_seed_reproduces_unseeded_layers():
+    keras.utils.set_random_seed(5)
+    a = SparseDense(30)
+    a.build((None, 40))
+    keras.utils.set_random_seed(5)
+    b = SparseDense(30)
+    b.build((None, 40))
+    np.testing.assert_array_equal(a.indices.numpy(), b.indices.numpy())
+
+
+@pytest.mark.parametrize("name", KERNEL_INITIALIZERS)
+def test_value_initializers_scale_with_sparse_fans(rng, name):
+    values = sparse_values(name, 20000, 1000, 500, rng)
+    fan_in, fan_out = 20000 / 500, 20000 / 1000
+    expected = {
+        "glorot": 2.0 / (fan_in + fan_out),
+        "he": 2.0 / fan_in,
+        "lecun": 1.0 / fan_in,
+        "set": 0.01,
+    }[name.split("_")[0]]
+    assert abs(values.var() / expected - 1) < 0.1
+
+
+def test_supports_jit_is_truthful():
+    assert SparseDense(3, kernel_impl="gather").supports_jit
+    assert SparseDense(3, kernel_impl="auto").supports_jit
+    assert not SparseDense(3, kernel_impl="sparse_dense_matmul").supports_jit
+    model = keras.Sequential([keras.Input((4,)), SparseDense(3, kernel_impl="sparse_dense_matmul")])
+    model.compile(jit_compile=True, loss="mse")  # Keras falls back with a warning
+    assert not model.jit_compile
+
+
+def test_config_round_trip_with_non_defaults(rng):
+    layer = SparseDense(
+        12,
+        epsilon=3.5,
+        density=0.4,
+        activation="relu",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer="l2",
+        kernel_impl="sparse_dense_matmul",
+        seed=11,
+        initial_units=20,
+        name="custom",
+    )
+    config = layer.get_config()
+    clone = SparseDense.from_config(config)
+    assert clone.get_config() == config
+    # Behaviour, not just config: same seed -> same topology and outputs.
+    x = rng.standard_normal((4, 9)).astype("float32")
+    np.testing.assert_allclose(layer(x), clone(x), rtol=1e-6)
+    assert clone.initial_units == 20 and not clone.use_bias
+    assert clone.kernel_impl == "sparse_dense_matmul"
+    assert len(clone.losses) == 1  # the regularizer survived
+
+
+def mixed_sequential():
+    return keras.Sequential(
+        [
+            keras.Input((30,)),
+            SparseDense(24, activation="relu", seed=1, name="s1"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            SparseDense(16, activation="relu", seed=2, name="s2"),
+            keras.layers.Dense(8, activation="relu"),
+            SparseDense(3, activation="softmax", seed=3, name="out"),
+        ]
+    )
+
+
+def mixed_functional():
+    inputs = keras.Input((30,))
+    h = SparseDense(24, activation="relu", seed=1, name="s1")(inputs)
+    h = keras.layers.Dropout(0.2)(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = SparseDense(16, activation="relu", seed=2, name="s2")(h)
+    skip = keras.layers.Dense(16)(inputs)
+    h = keras.layers.Add()([h, skip])
+    outputs = SparseDense(3, activation="softmax", seed=3, name="out")(h)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("build", [mixed_sequential, mixed_functional])
+def test_mixed_models_train_save_and_load(tmp_path, rng, build):
+    model = build()
+    model.compile()  # default arguments work
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.standard_normal((64, 30)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+    for name in ("s1", "s2", "out"):
+        np.testing.assert_array_equal(
+            model.get_layer(name).indices.numpy(), loaded.get_layer(name).indices.numpy()
+        )
+    # Loaded optimizer state lets training continue.
+    loaded.fit(x, y, epochs=1, batch_size=16, verbose=0)
+
+
+BAD_ARGUMENTS = [
+    ({"units": 0}, "units"),
+    ({"units": -3}, "units"),
+    ({"units": 2.5}, "units"),
+    ({"units": True}, "units"),
+    ({"units": "8"}, "units"),
+    ({"units": 4, "epsilon": 0}, "epsilon"),
+    ({"units": 4, "epsilon": -1.0}, "epsilon"),
+    ({"units": 4, "epsilon": "10"}, "epsilon"),
+    ({"units": 4, "density": 0.0}, "density"),
+    ({"units": 4, "density": 1.5}, "density"),
+    ({"units": 4, "density": -0.1}, "density"),
+    ({"units": 4, "kernel_impl": "cuda"}, "kernel_impl"),
+    ({"units": 4, "kernel_initializer": "orthogonal"}, "kernel_initializer"),
+    ({"units": 4, "seed": 1.5}, "seed"),
+]
+
+
+@pytest.mark.parametrize("kwargs,name", BAD_ARGUMENTS)
+def test_bad_arguments_raise_value_error(kwargs, name):
+    with pytest.raises(ValueError, match=rf"`{name}`.*Received: {name}="):
+        SparseDense(**kwargs)
