@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import statistics
 import sys
@@ -130,6 +131,19 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
+def _finished(cfg) -> dict[str, Any] | None:
+    """The results of an earlier identical run in `cfg.output.dir`, if there are any."""
+    from keras_npset.config import config_to_dict
+
+    try:
+        with open(os.path.join(cfg.output.dir, "config.json")) as f:
+            same = json.load(f)["config"] == config_to_dict(cfg)
+        with open(os.path.join(cfg.output.dir, "results.json")) as f:
+            return json.load(f) if same else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True, help="folder with scikit-feature <name>.mat")
@@ -139,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--out", required=True, help="Markdown report; JSON goes beside it")
     p.add_argument("--runs-dir", default="runs/reproduce", help="where run folders go")
+    p.add_argument("--resume", action="store_true", help="reuse finished runs with the same config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
 
@@ -156,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from keras_npset import experiment
-
-    results, notes, cfg = [], [], None
+    plan, notes = [], []
     for name in datasets:
         path = os.path.join(args.data_dir, f"{name}.mat")
         if not os.path.exists(path):
@@ -166,33 +179,48 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for method in args.methods:
             for seed in args.seeds:
+                run_dir = os.path.join(args.runs_dir, name, method, f"seed{seed}")
                 overrides = [
-                    f'data.path="{path}"',
+                    f"data.path={json.dumps(path)}",
                     f"model.method={method}",
                     f"train.seed={seed}",
                     f"train.epochs={args.epochs}",
-                    f'output.dir="{os.path.join(args.runs_dir, name, method, f"seed{seed}")}"',
+                    f"output.dir={json.dumps(run_dir)}",
                     "train.verbose=0",
                     *args.overrides,
                 ]
-                try:
-                    cfg = load_config(os.path.join(ROOT, "configs", f"{name}.toml"), overrides)
+                try:  # every config is checked before the first (long) run starts
+                    plan.append(
+                        load_config(os.path.join(ROOT, "configs", f"{name}.toml"), overrides)
+                    )
                 except ConfigError as e:
                     print(f"error: {e}", file=sys.stderr)
                     return 2
-                results.append(experiment.run(cfg))
+    cfg = plan[-1] if plan else None
     if cfg is not None and cfg.model.start + cfg.model.prune_epochs >= args.epochs:
         notes.append(
             f"{args.epochs} epochs end before the pruning schedule (epochs {cfg.model.start}.."
             f"{cfg.model.start + cfg.model.prune_epochs}) does: NPSET widths stay larger "
             "than Table 3's."
         )
-    report = markdown_report(results, paper, args.epochs, notes)
-    experiment.write_text(args.out, report)
-    experiment.write_json(
-        os.path.splitext(args.out)[0] + ".json",
-        {"args": vars(args), "results": results, "notes": notes},
-    )
+
+    from keras_npset import experiment
+
+    def write(results: list[dict[str, Any]]) -> str:
+        report = markdown_report(results, paper, args.epochs, notes)
+        experiment.write_text(args.out, report)
+        experiment.write_json(
+            os.path.splitext(args.out)[0] + ".json",
+            {"args": vars(args), "results": results, "notes": notes},
+        )
+        return report
+
+    results: list[dict[str, Any]] = []
+    for cfg in plan:
+        previous = _finished(cfg) if args.resume else None
+        results.append(previous or experiment.run(cfg))
+        write(results)  # after every run, so a long reproduction can be read while it runs
+    report = write(results)
     print(report)
     return 0
 

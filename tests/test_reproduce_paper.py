@@ -56,14 +56,26 @@ def test_unknown_dataset_is_rejected(tmp_path, capsys):
     assert "Received: datasets=['mnist']" in capsys.readouterr().err
 
 
-def test_tiny_dense_run(tmp_path):
+def _fake_lung(tmp_path):
     rng = np.random.default_rng(0)
     scipy.io.savemat(
         tmp_path / "lung_discrete.mat",
         {"X": rng.integers(-2, 3, (30, 12)), "Y": (np.arange(30) % 3 + 1)[:, None]},
     )
+
+
+def test_bad_override_fails_before_any_run(tmp_path, capsys):
+    _fake_lung(tmp_path)
+    argv = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "r.md")]
+    assert rp.main([*argv, "--set", "model.zeta=2"]) == 2
+    assert "model.zeta=2" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_tiny_dense_run_and_resume(tmp_path, monkeypatch):
+    _fake_lung(tmp_path)
     out = tmp_path / "report.md"
-    rc = rp.main(
+    argv = (
         [
             "--data-dir", str(tmp_path),
             "--datasets", "lung_discrete",
@@ -77,13 +89,24 @@ def test_tiny_dense_run(tmp_path):
             "--set", "output.save_model=false",
         ]
     )  # fmt: skip
-    assert rc == 0
+    assert rp.main(argv) == 0
     md = out.read_text()
     assert "| lung_discrete | dense | – |" in md
     saved = json.loads(out.with_suffix(".json").read_text())
     assert [r["seed"] for r in saved["results"]] == [0, 1]
     assert (tmp_path / "runs" / "lung_discrete" / "dense" / "seed1" / "results.json").exists()
     assert any("pruning schedule" in n for n in saved["notes"])
+
+    # --resume reuses the finished runs (same config) instead of training again.
+    from keras_npset import experiment
+
+    def fail(cfg):
+        raise AssertionError("should not train again")
+
+    monkeypatch.setattr(experiment, "run", fail)
+    out.unlink()
+    assert rp.main([*argv, "--resume"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["results"] == saved["results"]
 
 
 @pytest.mark.parametrize("value", [[], [1.0]])
