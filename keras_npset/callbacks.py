@@ -104,6 +104,7 @@ class _TopologyCallback(keras.callbacks.Callback):
         self.seed = _check_seed(seed)
         self._rng = None
         self._hook = None
+        self._resume = False
 
     def _all_sparse(self):
         found = graph.sparse_layers(self.model)
@@ -127,9 +128,39 @@ class _TopologyCallback(keras.callbacks.Callback):
         return [by_name[name] for name in self.layers]
 
     def on_train_begin(self, logs=None):
-        seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
-        self._rng = np.random.default_rng(seed)
+        if self._resume:
+            # `set_state` was called: continue its random stream instead of
+            # reseeding, once (a later `fit` starts afresh again).
+            self._resume = False
+        else:
+            seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
+            self._rng = np.random.default_rng(seed)
         self._hook = _LogHook.acquire(self.model, self)
+
+    def get_state(self) -> dict:
+        """JSON-serialisable state needed to continue training exactly.
+
+        The state of the random generator (rewiring / tie-breaking draws);
+        subclasses add their own. Used by `keras_npset.checkpoint`.
+        """
+        return {"rng": None if self._rng is None else self._rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a `get_state` result; the next `fit` continues from it.
+
+        The next `on_train_begin` keeps the restored generator instead of
+        reseeding from `seed`.
+        """
+        if not isinstance(state, dict) or "rng" not in state:
+            raise ValueError(
+                f"Expected `state` to be a dict from `get_state()`. Received: state={state!r}"
+            )
+        if state["rng"] is None:
+            self._rng, self._resume = None, False
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._rng, self._resume = rng, True
 
     def on_train_end(self, logs=None):
         if self._hook is not None:
@@ -309,7 +340,8 @@ class NeuronPruning(_TopologyCallback):
         else:
             names = [name for name, link in all_links.items() if link.next is not None]
         self._targets = names
-        self.events = []
+        if not self._resume:
+            self.events = []
         super().on_train_begin(logs)
 
     def prune(self) -> dict[str, int]:
@@ -330,6 +362,14 @@ class NeuronPruning(_TopologyCallback):
         if any(removed.values()):
             surgery.refresh_model(self.model)
         return removed
+
+    def get_state(self) -> dict:
+        """The generator state and the epochs pruned so far (`events`)."""
+        return {**super().get_state(), "events": [int(e) for e in self.events]}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.events = [int(e) for e in state.get("events", [])]
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.alpha > 0 and self.schedule(epoch):
