@@ -8,6 +8,23 @@ Topology statistics (`params/<layer>`, `neurons/<layer>`, `density/<layer>`,
 where Keras assembles them, before any callback's `on_epoch_end` runs, so
 `History`, `keras.callbacks.TensorBoard` and `CSVLogger` record them wherever
 they stand in the callbacks list.
+
+Distributed training: under `tf.distribute.MirroredStrategy` (one machine,
+several devices) the callbacks work unchanged when the model is built and
+compiled inside `strategy.scope()`. Callbacks run once, in the Python process;
+the topology is computed from the (identical) replica copies and every
+changed variable, and its optimizer slots, gets new mirrored storage created
+under the strategy's scope, so all replicas hold the same topology; results
+match single-device training up to the order of the gradient all-reduce
+(tested on two logical CPUs, `tests/test_distributed.py`). BatchNormalization
+normalises per replica there, as with any Keras model.
+`MultiWorkerMirroredStrategy` is *not tested*: every worker runs the
+callbacks itself, so topology changes agree only if every worker uses the
+same explicit `seed` and sees bitwise-identical values (the all-reduce
+should guarantee it, but SET's magnitude thresholds are sensitive to the
+last bit), and replacing storage creates variables, a collective operation
+that every worker must perform in the same order. Checkpoints
+(`keras_npset.checkpoint`) must then be written by the chief worker only.
 """
 
 from __future__ import annotations
