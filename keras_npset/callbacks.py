@@ -88,8 +88,9 @@ class _LogHook:
             self.model.__dict__.pop(_HOOK, None)
 
 
-def _check_fraction(name, value, low_inclusive=True):
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+def _check_fraction(name, value):
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_) and 0 <= value < 1
     if not ok:
         raise ValueError(f"Expected `{name}` to be a number in [0, 1). Received: {name}={value!r}")
     return float(value)
@@ -98,18 +99,24 @@ def _check_fraction(name, value, low_inclusive=True):
 def _check_layers(layers):
     if layers is None:
         return None
-    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers) or not layers:
+    ok = isinstance(layers, list | tuple) and bool(layers)
+    ok = ok and all(isinstance(n, str) and n for n in layers) and len(set(layers)) == len(layers)
+    if not ok:
         raise ValueError(
-            "Expected `layers` to be None or a non-empty list of layer names. "
+            "Expected `layers` to be None or a non-empty list of distinct layer names. "
             f"Received: layers={layers!r}"
         )
     return list(layers)
 
 
 def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"Expected `seed` to be an integer or None. Received: seed={seed!r}")
-    return seed
+    if seed is not None and (
+        isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise ValueError(
+            f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}"
+        )
+    return None if seed is None else int(seed)
 
 
 class _TopologyCallback(keras.callbacks.Callback):
@@ -329,11 +336,12 @@ class NeuronPruning(_TopologyCallback):
                 f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
             )
         self.criterion = criterion
-        if isinstance(min_units, bool) or not isinstance(min_units, int) or min_units < 1:
+        if isinstance(min_units, bool | np.bool_) or not isinstance(min_units, int | np.integer) \
+                or min_units < 1:
             raise ValueError(
                 f"Expected `min_units` to be an integer >= 1. Received: min_units={min_units!r}"
             )
-        self.min_units = min_units
+        self.min_units = int(min_units)
         self.events = []
         self._targets = []
 
@@ -421,14 +429,14 @@ class TopologyLogger(keras.callbacks.Callback):
             raise ValueError(
                 f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
             )
-        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) \
-                or histogram_freq < 0:
+        if isinstance(histogram_freq, bool | np.bool_) \
+                or not isinstance(histogram_freq, int | np.integer) or histogram_freq < 0:
             raise ValueError(
                 "Expected `histogram_freq` to be an integer >= 0. "
                 f"Received: histogram_freq={histogram_freq!r}"
             )
         self.log_dir = os.fspath(log_dir)
-        self.histogram_freq = histogram_freq
+        self.histogram_freq = int(histogram_freq)
         self._writer = None
 
     def on_train_begin(self, logs=None):
