@@ -29,7 +29,7 @@ def _positive_number(name, value, upper=None):
     if not ok:
         expected = f"a number in (0, {upper}]" if upper is not None else "a number > 0"
         raise ValueError(f"Expected `{name}` to be {expected}. Received: {name}={value!r}")
-    return value
+    return float(value)  # NumPy scalars would not serialise in get_config
 
 
 def _is_int(value) -> bool:
@@ -188,7 +188,7 @@ class SparseDense(keras.layers.Layer):
                 f"layer was created with). Received: initial_units={initial_units!r}"
             )
         self.units = int(units)
-        self.density = density
+        self.density = None if density is None else float(density)
         self.activation = _get("activation", activations.get, activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer

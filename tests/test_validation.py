@@ -118,7 +118,8 @@ def test_valid_numpy_scalars_are_accepted():
     layer = SparseDense(np.int64(8), epsilon=np.float32(2.0), seed=np.int64(3),
                         use_bias=np.bool_(True), initial_units=np.int32(10))
     assert (layer.units, layer.seed, layer.initial_units) == (8, 3, 10)
-    assert isinstance(layer.get_config()["seed"], int)
+    config = layer.get_config()
+    assert isinstance(config["seed"], int) and type(config["epsilon"]) is float
     SETEvolution(zeta=np.float64(0.2), seed=np.int64(1))
     NeuronPruning(alpha=np.float32(0.1), start=np.int64(0), epochs=np.int64(2),
                   min_units=np.int64(2))
