@@ -6,9 +6,11 @@
 - `NeuronPruning`: neuron pruning of NPSET (Liu, Mocanu & Pechenizkiy 2019),
   physically narrowing hidden layers during `fit`.
 - `TopologyLogger`: degree histograms for TensorBoard.
+- `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
 """
 
 from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
+from keras_npset.export import to_dense_model
 from keras_npset.graph import topology_stats
 from keras_npset.layers import SparseDense
 from keras_npset.schedules import PruningSchedule, final_width
@@ -22,5 +24,6 @@ __all__ = [
     "SparseDense",
     "TopologyLogger",
     "final_width",
+    "to_dense_model",
     "topology_stats",
 ]

@@ -8,6 +8,23 @@ Topology statistics (`params/<layer>`, `neurons/<layer>`, `density/<layer>`,
 where Keras assembles them, before any callback's `on_epoch_end` runs, so
 `History`, `keras.callbacks.TensorBoard` and `CSVLogger` record them wherever
 they stand in the callbacks list.
+
+Distributed training: under `tf.distribute.MirroredStrategy` (one machine,
+several devices) the callbacks work unchanged when the model is built and
+compiled inside `strategy.scope()`. Callbacks run once, in the Python process;
+the topology is computed from the (identical) replica copies and every
+changed variable, and its optimizer slots, gets new mirrored storage created
+under the strategy's scope, so all replicas hold the same topology; results
+match single-device training up to the order of the gradient all-reduce
+(tested on two logical CPUs, `tests/test_distributed.py`). BatchNormalization
+normalises per replica there, as with any Keras model.
+`MultiWorkerMirroredStrategy` is *not tested*: every worker runs the
+callbacks itself, so topology changes agree only if every worker uses the
+same explicit `seed` and sees bitwise-identical values (the all-reduce
+should guarantee it, but SET's magnitude thresholds are sensitive to the
+last bit), and replacing storage creates variables, a collective operation
+that every worker must perform in the same order. Checkpoints
+(`keras_npset.checkpoint`) must then be written by the chief worker only.
 """
 
 from __future__ import annotations
@@ -71,8 +88,12 @@ class _LogHook:
             self.model.__dict__.pop(_HOOK, None)
 
 
-def _check_fraction(name, value, low_inclusive=True):
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+def _check_fraction(name, value):
+    ok = (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool | np.bool_)
+        and 0 <= value < 1
+    )
     if not ok:
         raise ValueError(f"Expected `{name}` to be a number in [0, 1). Received: {name}={value!r}")
     return float(value)
@@ -81,18 +102,22 @@ def _check_fraction(name, value, low_inclusive=True):
 def _check_layers(layers):
     if layers is None:
         return None
-    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers) or not layers:
+    ok = isinstance(layers, list | tuple) and bool(layers)
+    ok = ok and all(isinstance(n, str) and n for n in layers) and len(set(layers)) == len(layers)
+    if not ok:
         raise ValueError(
-            "Expected `layers` to be None or a non-empty list of layer names. "
+            "Expected `layers` to be None or a non-empty list of distinct layer names. "
             f"Received: layers={layers!r}"
         )
     return list(layers)
 
 
 def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"Expected `seed` to be an integer or None. Received: seed={seed!r}")
-    return seed
+    if seed is not None and (
+        isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise ValueError(f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}")
+    return None if seed is None else int(seed)
 
 
 class _TopologyCallback(keras.callbacks.Callback):
@@ -104,6 +129,7 @@ class _TopologyCallback(keras.callbacks.Callback):
         self.seed = _check_seed(seed)
         self._rng = None
         self._hook = None
+        self._resume = False
 
     def _all_sparse(self):
         found = graph.sparse_layers(self.model)
@@ -127,9 +153,39 @@ class _TopologyCallback(keras.callbacks.Callback):
         return [by_name[name] for name in self.layers]
 
     def on_train_begin(self, logs=None):
-        seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
-        self._rng = np.random.default_rng(seed)
+        if self._resume:
+            # `set_state` was called: continue its random stream instead of
+            # reseeding, once (a later `fit` starts afresh again).
+            self._resume = False
+        else:
+            seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
+            self._rng = np.random.default_rng(seed)
         self._hook = _LogHook.acquire(self.model, self)
+
+    def get_state(self) -> dict:
+        """JSON-serialisable state needed to continue training exactly.
+
+        The state of the random generator (rewiring / tie-breaking draws);
+        subclasses add their own. Used by `keras_npset.checkpoint`.
+        """
+        return {"rng": None if self._rng is None else self._rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a `get_state` result; the next `fit` continues from it.
+
+        The next `on_train_begin` keeps the restored generator instead of
+        reseeding from `seed`.
+        """
+        if not isinstance(state, dict) or "rng" not in state:
+            raise ValueError(
+                f"Expected `state` to be a dict from `get_state()`. Received: state={state!r}"
+            )
+        if state["rng"] is None:
+            self._rng, self._resume = None, False
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._rng, self._resume = rng, True
 
     def on_train_end(self, logs=None):
         if self._hook is not None:
@@ -302,11 +358,15 @@ class NeuronPruning(_TopologyCallback):
                 f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
             )
         self.criterion = criterion
-        if isinstance(min_units, bool) or not isinstance(min_units, int) or min_units < 1:
+        if (
+            isinstance(min_units, bool | np.bool_)
+            or not isinstance(min_units, int | np.integer)
+            or min_units < 1
+        ):
             raise ValueError(
                 f"Expected `min_units` to be an integer >= 1. Received: min_units={min_units!r}"
             )
-        self.min_units = min_units
+        self.min_units = int(min_units)
         self.events = []
         self._targets = []
 
@@ -330,7 +390,8 @@ class NeuronPruning(_TopologyCallback):
         else:
             names = [name for name, link in all_links.items() if link.next is not None]
         self._targets = names
-        self.events = []
+        if not self._resume:
+            self.events = []
         super().on_train_begin(logs)
 
     def prune(self) -> dict[str, int]:
@@ -353,6 +414,14 @@ class NeuronPruning(_TopologyCallback):
         if any(removed.values()):
             surgery.refresh_model(self.model)
         return removed
+
+    def get_state(self) -> dict:
+        """The generator state and the epochs pruned so far (`events`)."""
+        return {**super().get_state(), "events": [int(e) for e in self.events]}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.events = [int(e) for e in state.get("events", [])]
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.alpha > 0 and self.schedule(epoch):
@@ -394,8 +463,8 @@ class TopologyLogger(keras.callbacks.Callback):
                 f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
             )
         if (
-            isinstance(histogram_freq, bool)
-            or not isinstance(histogram_freq, int)
+            isinstance(histogram_freq, bool | np.bool_)
+            or not isinstance(histogram_freq, int | np.integer)
             or histogram_freq < 0
         ):
             raise ValueError(
@@ -403,7 +472,7 @@ class TopologyLogger(keras.callbacks.Callback):
                 f"Received: histogram_freq={histogram_freq!r}"
             )
         self.log_dir = os.fspath(log_dir)
-        self.histogram_freq = histogram_freq
+        self.histogram_freq = int(histogram_freq)
         self._writer = None
 
     def on_train_begin(self, logs=None):

@@ -24,12 +24,24 @@ KERNEL_INITIALIZERS = (*_VALUE_INITIALIZERS, "set_normal")
 
 
 def _positive_number(name, value, upper=None):
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    ok = ok and value > 0 and (upper is None or value <= upper)
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    ok = ok and np.isfinite(value) and value > 0 and (upper is None or value <= upper)
     if not ok:
         expected = f"a number in (0, {upper}]" if upper is not None else "a number > 0"
         raise ValueError(f"Expected `{name}` to be {expected}. Received: {name}={value!r}")
-    return value
+    return float(value)  # NumPy scalars would not serialise in get_config
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _get(name, getter, value):
+    """`getter(value)` (Keras's `activations.get` & co.) with a Keras-style error."""
+    try:
+        return getter(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"Could not interpret `{name}`: {e}. Received: {name}={value!r}") from None
 
 
 def sparse_values(
@@ -147,8 +159,9 @@ class SparseDense(keras.layers.Layer):
         initial_units=None,
         **kwargs,
     ):
+        _get("activity_regularizer", regularizers.get, activity_regularizer)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, int | np.integer) or units <= 0:
+        if not _is_int(units) or units <= 0:
             raise ValueError(
                 f"Expected `units` to be a positive integer. Received: units={units!r}"
             )
@@ -162,20 +175,29 @@ class SparseDense(keras.layers.Layer):
             )
         # Truthful for Keras's jit_compile="auto": only the gather path has XLA kernels.
         self.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"Expected `seed` to be an integer or None. Received: seed={seed!r}")
+        if seed is not None and (not _is_int(seed) or seed < 0):
+            raise ValueError(
+                f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}"
+            )
+        if not isinstance(use_bias, bool | np.bool_):
+            raise ValueError(f"Expected `use_bias` to be a bool. Received: use_bias={use_bias!r}")
+        if initial_units is not None and (not _is_int(initial_units) or initial_units < units):
+            raise ValueError(
+                "Expected `initial_units` to be None or an integer >= `units` (the width the "
+                f"layer was created with). Received: initial_units={initial_units!r}"
+            )
         self.units = int(units)
-        self.density = density
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
+        self.density = None if density is None else float(density)
+        self.activation = _get("activation", activations.get, activation)
+        self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        self.bias_initializer = _get("bias_initializer", initializers.get, bias_initializer)
+        self.kernel_regularizer = _get("kernel_regularizer", regularizers.get, kernel_regularizer)
+        self.bias_regularizer = _get("bias_regularizer", regularizers.get, bias_regularizer)
+        self.kernel_constraint = _get("kernel_constraint", constraints.get, kernel_constraint)
+        self.bias_constraint = _get("bias_constraint", constraints.get, bias_constraint)
         self.kernel_impl = kernel_impl
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.initial_units = int(initial_units) if initial_units is not None else self.units
         self.input_dim = None
         self._nnz_from_config = None

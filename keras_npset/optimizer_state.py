@@ -66,11 +66,20 @@ def slot_variables(optimizer, variable) -> list:
 
 
 def set_value(variable, value, strategy=None) -> None:
-    """Give `variable` the value `value`, replacing its storage if the shape changed."""
+    """Give `variable` the value `value`, replacing its storage if the shape changed.
+
+    Under a `tf.distribute` strategy the new storage is created inside
+    `strategy.scope()` (the variable's own strategy when `strategy` is
+    `None`), so it is a mirrored variable like the one it replaces.
+    """
     value = np.asarray(value, dtype=variable.dtype)
     if tuple(variable.shape) == value.shape:
         variable.assign(value)
         return
+    if strategy is None:
+        # A mirrored variable knows its strategy: new storage must be created
+        # under that strategy's scope, or the next distributed update fails.
+        strategy = getattr(variable.value, "_distribute_strategy", None)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope, tf.init_scope():
         variable._initialize(value)

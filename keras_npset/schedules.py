@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_npset.topology import neurons_to_remove
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, int | np.integer)
+        or value < minimum
+    ):
         raise ValueError(
             f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
         )
-    return value
+    return int(value)
 
 
 class PruningSchedule:
@@ -45,6 +51,7 @@ class PruningSchedule:
 
     def events(self, total_epochs: int) -> list[int]:
         """The pruning epochs within a run of `total_epochs` epochs."""
+        total_epochs = _check_int("total_epochs", total_epochs, 0)
         last = min(self.start + self.epochs, total_epochs - 1)
         return list(range(self.start, last + 1))
 
@@ -65,6 +72,16 @@ def final_width(units: int, alpha: float, n_events: int, min_units: int = 1) -> 
     >>> final_width(7000, 0.04, 41)
     1320
     """
+    units = _check_int("units", units, 1)
+    n_events = _check_int("n_events", n_events, 0)
+    min_units = _check_int("min_units", min_units, 1)
+    ok = (
+        isinstance(alpha, int | float | np.integer | np.floating)
+        and not isinstance(alpha, bool | np.bool_)
+        and 0 <= alpha < 1
+    )
+    if not ok:
+        raise ValueError(f"Expected `alpha` to be a number in [0, 1). Received: alpha={alpha!r}")
     for _ in range(n_events):
         units -= neurons_to_remove(units, alpha, min_units)
     return units

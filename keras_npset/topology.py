@@ -37,10 +37,14 @@ def indices_from_flat(flat: np.ndarray, n_out: int) -> np.ndarray:
 def target_nnz(
     n_in: int, n_out: int, epsilon: float | None = None, density: float | None = None
 ) -> int:
-    """Number of random draws (epsilon) or exact connection count (density)."""
+    """Number of random draws (epsilon) or exact connection count (density).
+
+    At least 1 either way: a small `epsilon` on a small layer would otherwise
+    draw nothing and leave a layer without connections.
+    """
     if density is not None:
         return max(1, int(round(density * n_in * n_out)))
-    return int(epsilon * (n_in + n_out))
+    return max(1, int(epsilon * (n_in + n_out)))
 
 
 def erdos_renyi_indices(

@@ -1,0 +1,234 @@
+"""Crash-safe checkpoints of a training run whose layer shapes change.
+
+`keras.callbacks.BackupAndRestore` cannot resume a run with neuron pruning:
+it saves weights only and loads them into the model as freshly built, whose
+pruned layers are still at their initial widths, so loading fails with a
+shape mismatch; it also does not restore the random generators of
+`SETEvolution` / `NeuronPruning`, so even a SET-only run would not continue
+the same way. This module saves everything a run needs to continue exactly:
+
+- the model as a `.keras` file (architecture at its current widths, weights,
+  and the compiled optimizer with its state: iteration count, momentum /
+  Adam moments),
+- the state of every Keras random seed generator in the model (Dropout and
+  other random layers draw from them),
+- the state of the topology callbacks (`get_state()`: their random
+  generators, and `NeuronPruning.events`),
+- the number of epochs completed.
+
+Layout of a checkpoint directory: `checkpoint.json` (the commit point: it
+names the model file and holds the rest of the state) and
+`epoch-<n>.keras`. Every file is written under a temporary name and moved
+into place with `os.replace`, and `checkpoint.json` is replaced last, so a
+crash at any moment leaves the previous complete checkpoint readable.
+
+Usage:
+
+```python
+callbacks = [SETEvolution(seed=1), NeuronPruning(alpha=0.04, seed=2)]
+if has_training_state("ckpt"):
+    model, initial_epoch = restore_training_state("ckpt", callbacks)
+else:
+    model, initial_epoch = build_and_compile(), 0
+model.fit(x, y, epochs=100, initial_epoch=initial_epoch, shuffle=False,
+          callbacks=[*callbacks, TrainingStateCheckpoint("ckpt", callbacks)])
+```
+
+Exactness: with the same data order (`shuffle=False`, or a data pipeline
+that is itself resumed) the continued run makes the same topology changes
+(identical `indices`) and the same updates as an uninterrupted one, up to
+float round-off. Under a `tf.distribute` strategy, call
+`restore_training_state` inside `strategy.scope()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+
+FORMAT_VERSION = 1
+_STATE_FILE = "checkpoint.json"
+
+
+def _check_path(path):
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ValueError(f"Expected `path` to be a directory path. Received: path={path!r}")
+    return os.fspath(path)
+
+
+def _stateful(callbacks, name="callbacks"):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, list | tuple) or not all(
+        isinstance(c, keras.callbacks.Callback) for c in callbacks
+    ):
+        raise ValueError(
+            f"Expected `{name}` to be a list of keras callbacks. Received: {name}={callbacks!r}"
+        )
+    return [c for c in callbacks if hasattr(c, "get_state") and hasattr(c, "set_state")]
+
+
+def _seed_generators(model) -> dict:
+    # Keyed by position and name: a loaded model has the same layers in the
+    # same order, and the same names.
+    found = {}
+    for i, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
+        for j, generator in enumerate(getattr(layer, "_seed_generators", ())):
+            found[f"{i}:{layer.name}/{j}"] = generator
+    return found
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def has_training_state(path) -> bool:
+    """Whether `path` holds a complete checkpoint written by `save_training_state`."""
+    return os.path.isfile(os.path.join(_check_path(path), _STATE_FILE))
+
+
+def save_training_state(model, callbacks, path, epoch) -> None:
+    """Save everything needed to continue training `model` exactly.
+
+    Call it at the end of an epoch, after the topology callbacks have run
+    (SET rewires in `on_epoch_end`); `TrainingStateCheckpoint` does this
+    from within `fit`. The write is atomic: readers see either the previous
+    checkpoint or this one, never a mixture.
+
+    Args:
+        model: The compiled model being trained.
+        callbacks: The callbacks of the run; those with `get_state()` /
+            `set_state()` (`SETEvolution`, `NeuronPruning`) are saved, in
+            order. Others are ignored. `None` for none.
+        path: Checkpoint directory; created if missing.
+        epoch: Number of epochs completed, i.e. the `initial_epoch` of the
+            `fit` that continues the run.
+    """
+    path = _check_path(path)
+    stateful = _stateful(callbacks)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+        raise ValueError(f"Expected `epoch` to be an integer >= 0. Received: epoch={epoch!r}")
+    os.makedirs(path, exist_ok=True)
+    model_file = f"epoch-{int(epoch):06d}.keras"
+    tmp_model = os.path.join(path, f"tmp-{os.getpid()}-{model_file}")
+    try:
+        model.save(tmp_model)
+        _fsync(tmp_model)
+        os.replace(tmp_model, os.path.join(path, model_file))
+    finally:
+        if os.path.exists(tmp_model):
+            os.remove(tmp_model)
+    state = {
+        "format": FORMAT_VERSION,
+        "epoch": int(epoch),
+        "model": model_file,
+        "seed_generators": {
+            key: np.asarray(g.state.value).tolist() for key, g in _seed_generators(model).items()
+        },
+        "callbacks": [{"class": type(c).__name__, "state": c.get_state()} for c in stateful],
+    }
+    tmp_state = os.path.join(path, f"tmp-{os.getpid()}-{_STATE_FILE}")
+    with open(tmp_state, "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_state, os.path.join(path, _STATE_FILE))
+    # The commit point has moved on: older model files are garbage now.
+    for name in os.listdir(path):
+        if (
+            name.endswith(".keras")
+            and name != model_file
+            and (name.startswith("epoch-") or name.startswith(f"tmp-{os.getpid()}-"))
+        ):
+            os.remove(os.path.join(path, name))
+
+
+def restore_training_state(path, callbacks=None, custom_objects=None):
+    """Load the model saved by `save_training_state` and restore the callbacks.
+
+    The model comes back compiled, at the widths it had when saved, with
+    its optimizer state. The given callbacks (fresh instances configured as
+    in the interrupted run) get their saved state: their next `fit`
+    continues the saved random streams and pruning history.
+
+    Args:
+        path: Checkpoint directory.
+        callbacks: The new run's callbacks; those with state must match the
+            saved ones in class and order. `None` for none.
+        custom_objects: Passed to `keras.models.load_model`.
+
+    Returns:
+        `(model, epoch)`: pass `epoch` as `initial_epoch` to `fit`.
+    """
+    path = _check_path(path)
+    stateful = _stateful(callbacks)
+    state_file = os.path.join(path, _STATE_FILE)
+    if not os.path.isfile(state_file):
+        raise ValueError(
+            f"Expected `path` to hold a checkpoint ({_STATE_FILE} not found). "
+            f"Received: path={path!r}"
+        )
+    with open(state_file) as f:
+        state = json.load(f)
+    if state.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"Unsupported checkpoint format {state.get('format')!r} (expected "
+            f"{FORMAT_VERSION}). Received: path={path!r}"
+        )
+    saved = state["callbacks"]
+    names = [type(c).__name__ for c in stateful]
+    if names != [entry["class"] for entry in saved]:
+        raise ValueError(
+            "Expected `callbacks` to contain the stateful callbacks of the saved run, in "
+            f"order: {[entry['class'] for entry in saved]}. Received: callbacks={names}"
+        )
+    model = keras.models.load_model(
+        os.path.join(path, state["model"]), custom_objects=custom_objects
+    )
+    generators = _seed_generators(model)
+    for key, value in state["seed_generators"].items():
+        if key in generators:
+            generators[key].state.assign(np.asarray(value, generators[key].state.dtype))
+    for callback, entry in zip(stateful, saved, strict=True):
+        callback.set_state(entry["state"])
+    return model, int(state["epoch"])
+
+
+class TrainingStateCheckpoint(keras.callbacks.Callback):
+    """Saves the training state with `save_training_state` every epoch.
+
+    Put it *after* the topology callbacks in the `fit` callbacks list, so the
+    saved state includes the SET step of the epoch that just ended. Resume
+    with `restore_training_state` (see the module docstring).
+
+    Args:
+        path: Checkpoint directory.
+        callbacks: The run's topology callbacks whose state is saved (the
+            same list passed to `restore_training_state` on resume).
+        save_freq: Save every `save_freq` epochs (and after the last one).
+            Defaults to `1`.
+    """
+
+    def __init__(self, path, callbacks, save_freq=1):
+        super().__init__()
+        self.path = _check_path(path)
+        self.callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else callbacks
+        _stateful(self.callbacks)
+        if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1:
+            raise ValueError(
+                f"Expected `save_freq` to be an integer >= 1. Received: save_freq={save_freq!r}"
+            )
+        self.save_freq = save_freq
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 >= self.params.get("epochs", epoch + 2)
+        if (epoch + 1) % self.save_freq == 0 or last:
+            save_training_state(self.model, self.callbacks, self.path, epoch + 1)
