@@ -61,6 +61,7 @@ class _LogHook:
         self.model = model
         self.owners = set()
         self.in_test = False
+        self.params = None
         original = model._get_metrics_result_or_logs
 
         def patched(logs):
@@ -74,18 +75,29 @@ class _LogHook:
     @classmethod
     def acquire(cls, model, owner) -> _LogHook:
         hook = model.__dict__.get(_HOOK)
+        # The callbacks of one `fit` share its `params` dict. A hook from
+        # another fit was left behind by a fit that raised before
+        # `on_train_end` (Keras does not call it then): drop it, or
+        # `evaluate` would keep returning the stats as extra metrics.
+        if hook is not None and hook.params is not owner.params:
+            hook.uninstall()
+            hook = None
         if hook is None:
             hook = cls(model)
+            hook.params = owner.params
             model.__dict__[_HOOK] = hook
             model.__dict__["_get_metrics_result_or_logs"] = hook.patched
         hook.owners.add(id(owner))
         return hook
 
+    def uninstall(self) -> None:
+        self.model.__dict__.pop("_get_metrics_result_or_logs", None)
+        self.model.__dict__.pop(_HOOK, None)
+
     def release(self, owner) -> None:
         self.owners.discard(id(owner))
         if not self.owners:
-            self.model.__dict__.pop("_get_metrics_result_or_logs", None)
-            self.model.__dict__.pop(_HOOK, None)
+            self.uninstall()
 
 
 def _check_fraction(name, value):
