@@ -61,6 +61,7 @@ class _LogHook:
         self.model = model
         self.owners = set()
         self.in_test = False
+        self.params = None
         original = model._get_metrics_result_or_logs
 
         def patched(logs):
@@ -74,18 +75,29 @@ class _LogHook:
     @classmethod
     def acquire(cls, model, owner) -> _LogHook:
         hook = model.__dict__.get(_HOOK)
+        # The callbacks of one `fit` share its `params` dict. A hook from
+        # another fit was left behind by a fit that raised before
+        # `on_train_end` (Keras does not call it then): drop it, or
+        # `evaluate` would keep returning the stats as extra metrics.
+        if hook is not None and hook.params is not owner.params:
+            hook.uninstall()
+            hook = None
         if hook is None:
             hook = cls(model)
+            hook.params = owner.params
             model.__dict__[_HOOK] = hook
             model.__dict__["_get_metrics_result_or_logs"] = hook.patched
         hook.owners.add(id(owner))
         return hook
 
+    def uninstall(self) -> None:
+        self.model.__dict__.pop("_get_metrics_result_or_logs", None)
+        self.model.__dict__.pop(_HOOK, None)
+
     def release(self, owner) -> None:
         self.owners.discard(id(owner))
         if not self.owners:
-            self.model.__dict__.pop("_get_metrics_result_or_logs", None)
-            self.model.__dict__.pop(_HOOK, None)
+            self.uninstall()
 
 
 def _check_fraction(name, value):
@@ -118,6 +130,10 @@ def _check_seed(seed):
     ):
         raise ValueError(f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}")
     return None if seed is None else int(seed)
+
+
+def _is_built(model) -> bool:
+    return model.built and all(layer.built for layer in model.layers)
 
 
 class _TopologyCallback(keras.callbacks.Callback):
@@ -372,6 +388,24 @@ class NeuronPruning(_TopologyCallback):
 
     def on_train_begin(self, logs=None):
         self._all_sparse()
+        # A model without an `Input` (e.g. a Sequential built from data) is
+        # only built by its first training step, after this point; its
+        # normalisation layers have no weights yet and would look like
+        # blockers. Its pruning targets are then resolved at the first event.
+        self._targets = self._resolve_targets() if _is_built(self.model) else None
+        if not self._resume:
+            self.events = []
+        super().on_train_begin(logs)
+
+    def _resolve_targets(self) -> list[str]:
+        if not _is_built(self.model):
+            raise ValueError(
+                "NeuronPruning cannot prune a model that is not built yet: a model without "
+                "an `Input` is built by its first training step, after pruning at the "
+                "beginning of epoch 0 would happen. Give the model a `keras.Input` or call "
+                "`model.build(input_shape)` before `fit`, or start pruning later. "
+                f"Received: start={self.schedule.start}"
+            )
         all_links = {link.layer.name: link for link in graph.links(self.model)}
         if self.layers is not None:
             unknown = [name for name in self.layers if name not in all_links]
@@ -389,13 +423,12 @@ class NeuronPruning(_TopologyCallback):
             names = self.layers
         else:
             names = [name for name, link in all_links.items() if link.next is not None]
-        self._targets = names
-        if not self._resume:
-            self.events = []
-        super().on_train_begin(logs)
+        return names
 
     def prune(self) -> dict[str, int]:
         """Run one pruning event now; returns the number removed per layer."""
+        if self._targets is None:
+            self._targets = self._resolve_targets()
         links = {link.layer.name: link for link in graph.links(self.model)}
         removed = {}
         for name in self._targets:

@@ -12,13 +12,21 @@ Two ways to ship a model that contains `SparseDense` layers:
   for TF Serving that keeps the sparse kernels (the `indices` and `values`
   are baked into the graph as variables). `tf.saved_model.load(path).serve(x)`
   returns the model's predictions; it needs TensorFlow but not this package.
+  The default `"gather"` kernel path is XLA-compiled, and the SavedModel then
+  contains functions marked must-compile: a serving binary without XLA cannot
+  run them. `export_saved_model(model, path)` exports through TensorFlow's
+  plain `sparse_dense_matmul` kernel instead.
 """
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras.src.models.functional import Functional
 
+from keras_npset import kernels
+from keras_npset.graph import sparse_layers
 from keras_npset.layers import SparseDense
 
 
@@ -103,3 +111,39 @@ def to_dense_model(model: keras.Model) -> keras.Model:
         dense.build(model.inputs[0].shape)
     _copy_weights(model, dense)
     return dense
+
+
+def export_saved_model(model, filepath, kernel_impl="sparse_dense_matmul", **kwargs) -> None:
+    """`model.export(filepath)` with every SparseDense layer using `kernel_impl`.
+
+    The layers' `kernel_impl` is switched for the export only and restored
+    afterwards. With the default, the SavedModel uses TensorFlow's
+    `SparseTensorDenseMatMul` op and no XLA-compiled function, so any
+    TensorFlow runtime (TF Serving builds without XLA included) can serve
+    it; `tf.saved_model.load(filepath).serve(x)` gives the predictions.
+
+    Args:
+        model: A built Keras model.
+        filepath: Directory to write the SavedModel to.
+        kernel_impl: One of `"sparse_dense_matmul"`, `"gather"`, `"auto"`
+            (see `SparseDense`). Defaults to `"sparse_dense_matmul"`.
+        **kwargs: Passed to `model.export` (e.g. `verbose`,
+            `input_signature`).
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
+    if not isinstance(filepath, str | os.PathLike) or not os.fspath(filepath):
+        raise ValueError(
+            f"Expected `filepath` to be a directory path. Received: filepath={filepath!r}"
+        )
+    kernels.resolve(kernel_impl)  # validates
+    layers = sparse_layers(model)
+    saved = [(layer.kernel_impl, layer.supports_jit) for layer in layers]
+    try:
+        for layer in layers:
+            layer.kernel_impl = kernel_impl
+            layer.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
+        model.export(os.fspath(filepath), format="tf_saved_model", **kwargs)
+    finally:
+        for layer, (impl, jit) in zip(layers, saved, strict=True):
+            layer.kernel_impl, layer.supports_jit = impl, jit

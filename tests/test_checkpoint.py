@@ -156,3 +156,14 @@ def test_rejects_bad_arguments(tmp_path):
     save_training_state(model, [SETEvolution(seed=1)], str(tmp_path), 0)
     with pytest.raises(ValueError, match=r"\['SETEvolution'\]. Received: callbacks=\[\]"):
         restore_training_state(str(tmp_path), [])
+
+
+def test_crashed_fit_does_not_leave_stats_in_evaluate():
+    # Keras skips on_train_end when fit raises; the log hook of the crashed
+    # fit must not turn the topology stats into extra `evaluate` results.
+    model = _model()
+    with pytest.raises(Crash):
+        _fit(model, [SETEvolution(seed=0), CrashAfter(0)])
+    _fit(model, [SETEvolution(seed=0)])
+    assert np.ndim(model.evaluate(X, Y, verbose=0)) == 0  # the loss alone
+    assert "params/total" not in model.evaluate(X, Y, verbose=0, return_dict=True)

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_npset import NeuronPruning, SETEvolution, SparseDense, to_dense_model  # noqa: E402
+from keras_npset.export import export_saved_model  # noqa: E402
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((48, 12)).astype("float32")
@@ -122,6 +123,26 @@ def test_saved_model_export_serves_identical_predictions(trained, tmp_path):
     )
     # Any batch size.
     assert served.serve(tf.constant(X[:5])).shape == (5, 3)
+
+
+def test_export_saved_model_without_xla(trained, tmp_path):
+    model = trained
+    path = tmp_path / "portable"
+    export_saved_model(model, path, verbose=False)
+    graph = (path / "saved_model.pb").read_bytes()
+    assert b"_XlaMustCompile" not in graph and b"SparseTensorDenseMatMul" in graph
+    served = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(
+        served.serve(tf.constant(X)).numpy(), model.predict(X, verbose=0), atol=1e-5, rtol=1e-5
+    )
+    # The layers are back on their own kernel path.
+    assert {layer.kernel_impl for layer in model.layers if isinstance(layer, SparseDense)} == {
+        "auto"
+    }
+    with pytest.raises(ValueError, match=r"Received: kernel_impl='csr'"):
+        export_saved_model(model, tmp_path / "x", kernel_impl="csr")
+    with pytest.raises(ValueError, match=r"Received: filepath=None"):
+        export_saved_model(model, None)
 
 
 def test_rejects_what_it_cannot_convert():

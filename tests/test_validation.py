@@ -20,6 +20,7 @@ from keras_npset import (  # noqa: E402
     final_width,
     to_dense_model,
 )
+from keras_npset.export import export_saved_model  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
 
@@ -36,6 +37,12 @@ def _sparse_dense(**kwargs):
 
 def _logger(**kwargs):
     return TopologyLogger(**{"log_dir": "logs", **kwargs})
+
+
+def _export(**kwargs):
+    model = keras.Sequential([keras.Input((3,)), SparseDense(2, seed=0)])
+    # Only invalid values reach this: nothing is written.
+    export_saved_model(**{"model": model, "filepath": "unused-export-dir", **kwargs})
 
 
 def _events(total_epochs):
@@ -91,6 +98,11 @@ BAD = {
         "alpha": [1, -0.1, NAN, "0.1", None],
         "n_events": [-1, 1.5, None],
         "min_units": [0, 1.5],
+    },
+    _export: {
+        "model": [None, "model.keras"],
+        "filepath": [None, "", 3],
+        "kernel_impl": ["csr", None],
     },
     to_dense_model: {
         "model": [None, "model.keras", SparseDense(4), keras.Sequential([SparseDense(4)])],
