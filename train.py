@@ -98,22 +98,39 @@ def _prepare_output(cfg, dataset, fresh: bool) -> tuple[str, int]:
     out = cfg.output.dir
     run_dir.check_writable(out)
     fd = run_dir.lock(out)
-    if fresh:
-        if not run_dir.is_empty(out):
-            moved = run_dir.move_aside(out)
-            print(f"moved the previous contents of {out} to {moved}")
+    try:
+        if fresh:
+            if not run_dir.is_empty(out):
+                moved = run_dir.move_aside(out)
+                print(f"moved the previous contents of {out} to {moved}")
+                os.close(fd)
+                fd = -1
+                run_dir.check_writable(out)
+                fd = run_dir.lock(out)
+            return "new", fd
+        state = run_dir.inspect(out, cfg, dataset)
+        if state != "complete":
+            run_dir.remove_stale_temporaries(out)
+        return state, fd
+    except BaseException:
+        if fd >= 0:
             os.close(fd)
-            run_dir.check_writable(out)
-            fd = run_dir.lock(out)
-        return "new", fd
-    state = run_dir.inspect(out, cfg, dataset)
-    if state != "complete":
-        run_dir.remove_stale_temporaries(out)
-    return state, fd
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; re-run the same command to resume from the last completed epoch",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         dataset = load_from_config(cfg.data, cfg.train.seed)
@@ -128,13 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             experiment.run(cfg, dataset, resume=True)
-        except KeyboardInterrupt:
-            print(
-                "error: interrupted; re-run the same command to resume from the last "
-                "completed epoch",
-                file=sys.stderr,
-            )
-            return 130
         except Exception as e:  # one line, not a traceback; the checkpoint is kept
             return _fail(e, code=1, prefix=f"training failed ({type(e).__name__}): ")
         return 0

@@ -11,7 +11,10 @@ and a per-step weight decay not scaled by the learning rate), and writes into
   values the topology callbacks put into the logs;
 - `results.json`: accuracies (percent), final widths, parameter and neuron counts
   as Table 3 (no biases; neurons = input + hidden), epoch times, per-epoch history;
-- `model.keras`: the final model.
+- `model.keras`: the final model;
+- `checkpoint/`: with `run(..., resume=True)` only, the training state after the
+  last completed epoch (`keras_npset.checkpoint`), removed once `results.json`
+  is written.
 
 Every file except the TensorBoard event streams is written atomically (a temporary
 file in the same folder, then `os.replace`).

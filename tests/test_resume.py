@@ -175,6 +175,7 @@ def test_different_config_is_refused(runs, capsys):
     assert "different config" in err and "model.hidden: [24, 24] -> [20, 20]" in err
     assert "--fresh" in err
     assert _snapshot(a) == before
+    os.close(run_dir.lock(str(a)))  # the refused run released its lock
 
 
 def test_different_config_refused_while_a_checkpoint_is_there(tmp_path, capsys):
