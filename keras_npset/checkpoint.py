@@ -183,6 +183,12 @@ def restore_training_state(path, callbacks=None, custom_objects=None):
             f"Unsupported checkpoint format {state.get('format')!r} (expected "
             f"{FORMAT_VERSION}). Received: path={path!r}"
         )
+    model_file = state.get("model")
+    if not isinstance(model_file, str) or os.path.basename(model_file) != model_file:
+        raise ValueError(
+            f"Expected the checkpoint to name a model file inside `path`. "
+            f"Received: model={model_file!r} in {state_file!r}"
+        )
     saved = state["callbacks"]
     names = [type(c).__name__ for c in stateful]
     if names != [entry["class"] for entry in saved]:
@@ -190,8 +196,10 @@ def restore_training_state(path, callbacks=None, custom_objects=None):
             "Expected `callbacks` to contain the stateful callbacks of the saved run, in "
             f"order: {[entry['class'] for entry in saved]}. Received: callbacks={names}"
         )
+    # safe_mode=True explicitly: a checkpoint folder may come from elsewhere,
+    # and a .keras file must never run code (Lambda layers) on loading.
     model = keras.models.load_model(
-        os.path.join(path, state["model"]), custom_objects=custom_objects
+        os.path.join(path, model_file), custom_objects=custom_objects, safe_mode=True
     )
     generators = _seed_generators(model)
     for key, value in state["seed_generators"].items():

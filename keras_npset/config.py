@@ -253,6 +253,18 @@ def validate(cfg: Config) -> None:
         f"`model.hidden` must be a non-empty list of positive widths. Received: "
         f"model.hidden={m.hidden}",
     )
+    pruned = {"npset": m.hidden, "npset_1st": m.hidden[:1], "npset_2nd": m.hidden[1:2]}
+    _check(
+        m.method != "npset_2nd" or len(m.hidden) >= 2,
+        f"`model.method` npset_2nd prunes the second hidden layer and needs at least 2. "
+        f"Received: model.hidden={m.hidden}",
+    )
+    _check(
+        m.method not in pruned or all(h >= m.min_units for h in pruned[m.method]),
+        f"`model.min_units` must not exceed the width of a pruned hidden layer (pruning keeps "
+        f"at least min_units neurons). Received: model.min_units={m.min_units}, "
+        f"model.hidden={m.hidden}",
+    )
     for key, value, ok, rule in (
         ("data.train_fraction", d.train_fraction, 0 < d.train_fraction < 1, "in (0, 1)"),
         ("data.synthetic_samples", d.synthetic_samples, d.synthetic_samples >= 2, ">= 2"),

@@ -11,7 +11,10 @@ and a per-step weight decay not scaled by the learning rate), and writes into
   values the topology callbacks put into the logs;
 - `results.json`: accuracies (percent), final widths, parameter and neuron counts
   as Table 3 (no biases; neurons = input + hidden), epoch times, per-epoch history;
-- `model.keras`: the final model.
+- `model.keras`: the final model;
+- `checkpoint/`: with `run(..., resume=True)` only, the training state after the
+  last completed epoch (`keras_npset.checkpoint`), removed once `results.json`
+  is written.
 
 Every file except the TensorBoard event streams is written atomically (a temporary
 file in the same folder, then `os.replace`).
@@ -24,6 +27,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,8 +36,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_npset import checkpoint, data_order, models, run_dir
 from keras_npset import data as data_lib
-from keras_npset import models
 from keras_npset.config import Config, config_to_dict
 
 _UMASK = os.umask(0)
@@ -96,17 +100,64 @@ def library_versions() -> dict[str, str]:
     }
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records the wall-clock seconds of every epoch in `self.seconds`."""
+class RunHistory(keras.callbacks.Callback):
+    """Per-epoch logs and wall-clock seconds of a run, kept across a resume.
+
+    Unlike Keras's `History`, its state (`get_state` / `set_state`) is saved in
+    the run's checkpoint, so a resumed run reports every epoch, not only those
+    trained after the resume. Put it after the topology callbacks, whose
+    `neurons/...` and `params/...` values it records from the logs.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.logs: dict[str, list[float]] = {}
+        self.seconds: list[float] = []
+        self.elapsed_before = 0.0  # seconds of earlier sessions of a resumed run
+        self.resumed_at: list[int] = []  # epochs at which the run was resumed
+        self._resume = False
+        self._session_start = time.perf_counter()
 
     def on_train_begin(self, logs=None):
-        self.seconds: list[float] = []
+        if not self._resume:
+            self.logs, self.seconds, self.elapsed_before, self.resumed_at = {}, [], 0.0, []
+        self._resume = False
+        self._session_start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        for key, value in (logs or {}).items():
+            try:
+                self.logs.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                continue
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, over all sessions."""
+        return self.elapsed_before + time.perf_counter() - self._session_start
+
+    def get_state(self) -> dict:
+        return {
+            "logs": self.logs,
+            "seconds": self.seconds,
+            "elapsed": self.elapsed(),
+            "resumed_at": self.resumed_at,
+        }
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or not {"logs", "seconds", "elapsed"} <= set(state):
+            raise ValueError(
+                f"Expected `state` to be a dict from `get_state()`. Received: state={state!r}"
+            )
+        self.logs = {k: [float(v) for v in vs] for k, vs in state["logs"].items()}
+        self.seconds = [float(s) for s in state["seconds"]]
+        self.elapsed_before = float(state["elapsed"])
+        self.resumed_at = [int(e) for e in state.get("resumed_at", [])]
+        self._session_start = time.perf_counter()
+        self._resume = True
 
 
 def layer_params(layer: keras.layers.Layer) -> int:
@@ -149,14 +200,39 @@ def _percent(values: list[float]) -> list[float]:
     return [round(100.0 * float(v), 4) for v in values]
 
 
-def _history_lists(history: dict[str, list]) -> dict[str, list[float]]:
-    out = {}
-    for key, values in history.items():
-        try:
-            out[key] = [float(v) for v in values]
-        except (TypeError, ValueError):
-            continue
-    return out
+def _write_config(cfg: Config, dataset: data_lib.Dataset, widths: list[int], started: float):
+    write_json(
+        os.path.join(cfg.output.dir, "config.json"),
+        {
+            "config": config_to_dict(cfg),
+            "seed": cfg.train.seed,
+            "method": cfg.model.method,
+            "built_hidden": widths,
+            "dataset": run_dir.dataset_info(dataset),
+            "versions": library_versions(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        },
+    )
+
+
+def _build(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) -> keras.Model:
+    model = models.build_model(
+        cfg.model.method,
+        dataset.n_features,
+        dataset.n_classes,
+        widths,
+        epsilon=cfg.model.epsilon,
+        seed=cfg.train.seed,
+        loss=cfg.train.loss,
+        kernel_impl=cfg.model.kernel_impl,
+        kernel_initializer=cfg.model.kernel_initializer,
+    )
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=cfg.train.loss,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
 
 
 def run(
@@ -164,8 +240,13 @@ def run(
     dataset: data_lib.Dataset | None = None,
     extra_callbacks: list | None = None,
     log: Callable[[str], None] | None = print,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Trains `cfg.model.method` as configured and writes the run folder.
+
+    Epoch `e` visits the training samples in an order that depends only on
+    the seed and `e` (see `keras_npset.data_order`), so a resumed run sees the
+    same batches as an uninterrupted one.
 
     Args:
         cfg: a validated `Config` (see `load_config`).
@@ -175,6 +256,14 @@ def run(
             Defaults to `None`.
         log: called with one-line progress messages; `None` for silence.
             Defaults to `print`.
+        resume: if True, saves the complete training state into
+            `cfg.output.dir/checkpoint` after every epoch and, when a checkpoint
+            is already there, continues from it (same topology, optimizer state,
+            random streams and per-epoch history as if never interrupted); the
+            checkpoint is deleted once `results.json` is written. The caller
+            must make sure the folder holds a run of the same config and that no
+            other process writes to it (`train.py` does both, see
+            `keras_npset.run_dir`). Defaults to `False`.
 
     Returns:
         The results dict written to `results.json`.
@@ -191,70 +280,51 @@ def run(
     method = cfg.model.method
     widths = models.widths_for(method, cfg)
     os.makedirs(out, exist_ok=True)
-    write_json(
-        os.path.join(out, "config.json"),
-        {
-            "config": config_to_dict(cfg),
-            "seed": seed,
-            "method": method,
-            "built_hidden": widths,
-            "dataset": {
-                "name": dataset.name,
-                "n_train": len(dataset.y_train),
-                "n_test": len(dataset.y_test),
-                "n_features": dataset.n_features,
-                "n_classes": dataset.n_classes,
-            },
-            "versions": library_versions(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        },
-    )
-    if log:
-        log(
-            f"{method} on {dataset.name}: {dataset.n_features} features, "
-            f"{dataset.n_classes} classes, {len(dataset.y_train)}/{len(dataset.y_test)} "
-            f"train/test, hidden {widths}, {cfg.train.epochs} epochs -> {out}"
-        )
-
-    model = models.build_model(
-        method,
-        dataset.n_features,
-        dataset.n_classes,
-        widths,
-        epsilon=cfg.model.epsilon,
-        seed=seed,
-        loss=cfg.train.loss,
-        kernel_impl=cfg.model.kernel_impl,
-        kernel_initializer=cfg.model.kernel_initializer,
-    )
-    model.compile(
-        optimizer=make_optimizer(cfg),
-        loss=cfg.train.loss,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
     tb_dir = os.path.join(out, "tensorboard") if cfg.output.tensorboard else None
-    timer = EpochTimer()
-    callbacks = [
-        *models.callbacks_for(method, cfg, log_dir=tb_dir),
-        *(extra_callbacks or []),
-        timer,
-    ]
+    recorder = RunHistory()
+    topology = models.callbacks_for(method, cfg, log_dir=tb_dir)
+    stateful = [*topology, recorder]
+    ckpt_dir = os.path.join(out, run_dir.CHECKPOINT_SUBDIR)
+
+    if resume and checkpoint.has_training_state(ckpt_dir):
+        model, initial_epoch = checkpoint.restore_training_state(ckpt_dir, stateful)
+        recorder.resumed_at.append(initial_epoch)
+        if log:
+            log(f"resuming {method} on {dataset.name} at epoch {initial_epoch} -> {out}")
+    else:
+        _write_config(cfg, dataset, widths, started)
+        model, initial_epoch = _build(cfg, dataset, widths), 0
+        if log:
+            log(
+                f"{method} on {dataset.name}: {dataset.n_features} features, "
+                f"{dataset.n_classes} classes, {len(dataset.y_train)}/{len(dataset.y_test)} "
+                f"train/test, hidden {widths}, {cfg.train.epochs} epochs -> {out}"
+            )
+
+    callbacks = [*topology, *(extra_callbacks or []), recorder]
+    if resume:
+        callbacks.append(checkpoint.TrainingStateCheckpoint(ckpt_dir, stateful))
     if tb_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0))
 
     y_train = keras.utils.to_categorical(dataset.y_train, dataset.n_classes)
     y_test = keras.utils.to_categorical(dataset.y_test, dataset.n_classes)
-    history = model.fit(
-        dataset.x_train,
-        y_train,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        validation_data=(dataset.x_test, y_test),
-        validation_batch_size=max(cfg.train.batch_size, 256),
-        callbacks=callbacks,
-        shuffle=True,
-        verbose=cfg.train.verbose,
-    ).history
+    if initial_epoch < cfg.train.epochs:  # else killed after the last checkpoint
+        batches, steps = data_order.epoch_batches(
+            dataset.x_train, y_train, cfg.train.batch_size, seed, initial_epoch, cfg.train.epochs
+        )
+        model.fit(
+            batches,
+            steps_per_epoch=steps,
+            epochs=cfg.train.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=(dataset.x_test, y_test),
+            validation_batch_size=max(cfg.train.batch_size, 256),
+            callbacks=callbacks,
+            shuffle=False,  # the order is data_order's
+            verbose=cfg.train.verbose,
+        )
+    history = recorder.logs
 
     test_acc = _percent(history["val_accuracy"])
     results: dict[str, Any] = {
@@ -271,10 +341,12 @@ def run(
         **model_summary(model, len(widths)),
         "dense_params": dense_params(dataset.n_features, cfg.model.hidden, dataset.n_classes),
         "dense_neurons": dataset.n_features + sum(cfg.model.hidden),
-        "epoch_seconds": [round(s, 4) for s in timer.seconds],
-        "total_seconds": round(time.time() - started, 2),
-        "history": _history_lists(history),
+        "epoch_seconds": [round(s, 4) for s in recorder.seconds],
+        "total_seconds": round(recorder.elapsed(), 2),
+        "history": history,
     }
+    if recorder.resumed_at:
+        results["resumed_at_epochs"] = recorder.resumed_at
     results["compression"] = results["dense_params"] / max(results["params"], 1)
     if not all(math.isfinite(v) for v in results["history"].get("loss", [0.0])):
         results["warning"] = "non-finite training loss"
@@ -282,6 +354,8 @@ def run(
         with _atomic_path(os.path.join(out, "model.keras"), suffix=".keras") as tmp:
             model.save(tmp)
     write_json(os.path.join(out, "results.json"), results)
+    if resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     if log:
         log(
             f"max test accuracy {results['max_test_accuracy']:.2f}%, final "

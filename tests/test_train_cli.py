@@ -114,3 +114,150 @@ def test_tiny_default_run(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == "npset" and results["hidden_units"] == [7, 7]  # 10 -> 8 -> 7
     assert (out / "model.keras").exists() and (out / "config.json").exists()
+
+
+# ---------------------------------------------------------------- bad input never costs a result
+
+
+def _mat(tmp_path, name, **arrays):
+    path = tmp_path / name
+    scipy.io.savemat(path, arrays)
+    return path
+
+
+def _bad_data(tmp_path, kind):
+    x = np.random.default_rng(0).standard_normal((12, 4))
+    y = np.arange(12) % 2
+    if kind == "nan":
+        x[3, 1] = np.nan
+        return _mat(tmp_path, "d.mat", X=x, Y=y)
+    if kind == "inf":
+        x[0, 0] = -np.inf
+        return _mat(tmp_path, "d.mat", X=x, Y=y)
+    if kind == "text":
+        return _mat(tmp_path, "d.mat", X=np.array(["a", "b"] * 6), Y=y)
+    if kind == "count":
+        return _mat(tmp_path, "d.mat", X=x, Y=y[:-1])
+    if kind == "one_class":
+        return _mat(tmp_path, "d.mat", X=x, Y=np.ones(12))
+    if kind == "no_y":
+        return _mat(tmp_path, "d.mat", X=x)
+    if kind == "garbage":
+        path = tmp_path / "d.mat"
+        path.write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+        return path
+    if kind == "directory":
+        return tmp_path
+    return tmp_path / "missing.mat"
+
+
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("nan", "NaN or infinite"),
+        ("inf", "NaN or infinite"),
+        ("text", "must be numeric"),
+        ("count", "12 samples but 11 labels"),
+        ("one_class", "at least 2 classes"),
+        ("no_y", "keys=['X']"),
+        ("garbage", "Cannot read MATLAB file"),
+        ("directory", "Data file not found"),
+        ("missing", "Data file not found"),
+    ],
+)
+def test_bad_data_keeps_output_dir(capsys, tmp_path, kind, fragment):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "sentinel.txt").write_text("mine")
+    (out / "results.json").write_text('{"max_test_accuracy": 99.0}\n')
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    data = _bad_data(tmp_path, kind)
+    err = _main_error(capsys, "--set", f"data.path={data}", "--set", f"output.dir={out}")
+    assert fragment in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["model.hidden=[4,4]", "model.min_units=5"], "model.min_units=5"),
+        (["model.min_units=0"], "model.min_units=0"),
+        (["model.method=npset_2nd", "model.hidden=[8]"], "needs at least 2"),
+        (["data.synthetic_samples=2", "data.train_fraction=0.4"], "empty train or test"),
+        (["model.hidden=[0,4]"], "positive widths"),
+        (["train.batch_size=0"], "train.batch_size=0"),
+        (["train.learning_rate=-1"], "train.learning_rate=-1.0"),
+        (["train.seed=1.5"], "train.seed=1.5"),
+        (["model.hidden=300"], "model.hidden=300"),
+        (["output.tensorboard=yes"], "output.tensorboard='yes'"),
+        (["data.stratify=[1]"], "data.stratify=[1]"),
+        (["model.hidden=[3,"], "Cannot parse"),
+        (["train.batch"], "KEY=VALUE"),
+    ],
+)
+def test_bad_values_keep_output_dir(capsys, tmp_path, overrides, fragment):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "sentinel.txt").write_text("mine")
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert fragment in _main_error(capsys, *sets, "--set", f"output.dir={out}")
+    assert os.listdir(out) == ["sentinel.txt"]
+
+
+def test_results_of_an_unknown_run_are_not_overwritten(capsys, tmp_path):
+    # Valid input, but output.dir holds a result that no config.json vouches for.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"max_test_accuracy": 99.0}\n')
+    err = _main_error(capsys, "--set", f"output.dir={out}", "--set", "data.synthetic_samples=30")
+    assert "no config.json" in err and "--fresh" in err
+    assert os.listdir(out) == ["results.json"]
+
+
+def test_unknown_key_in_config_file(capsys, tmp_path):
+    (tmp_path / "c.toml").write_text("[model]\nhiden = [3, 3]\n")
+    assert "'model.hiden'" in _main_error(capsys, "--config", str(tmp_path / "c.toml"))
+
+
+def test_unreadable_output_dir(capsys):
+    # /proc refuses new folders even to root.
+    assert "/proc/npset-run" in _main_error(capsys, "--set", "output.dir=/proc/npset-run/x")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
+def test_read_only_output_dir(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert "Permission denied" in _main_error(capsys, "--set", f"output.dir={out}")
+    finally:
+        out.chmod(0o755)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_data_file(capsys, tmp_path):
+    path = _mat(tmp_path, "d.mat", X=np.eye(6), Y=np.arange(6) % 2)
+    path.chmod(0)
+    assert "Cannot read MATLAB file" in _main_error(capsys, "--set", f"data.path={path}")
+
+
+def test_config_values_are_never_evaluated(capsys, tmp_path):
+    # Configs are TOML data: code-like text stays a string (and is then rejected).
+    marker = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {marker}')"
+    from keras_npset.config import load_config
+
+    assert load_config(None, [f"data.path={code}"]).data.path == code
+    assert "Data file not found" in _main_error(capsys, "--set", f"data.path={code}")
+    assert "model.method=" in _main_error(capsys, "--set", "model.method=__import__('os')")
+    (tmp_path / "c.toml").write_text(f'[model]\nmethod = "{code}"\n')
+    assert "model.method" in _main_error(capsys, "--config", str(tmp_path / "c.toml"))
+    assert not marker.exists()
+
+
+def test_help_documents_resume(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--fresh" in text and "resuming:" in text and ".old-<timestamp>" in text

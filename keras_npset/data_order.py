@@ -1,0 +1,85 @@
+"""Training batches whose order depends only on (seed, epoch), so a run can resume exactly.
+
+Keras's own `shuffle=True` draws each epoch's order from a generator whose
+state is not saved with a checkpoint, so a resumed run would see different
+batches than the uninterrupted one. Here epoch `e` visits the training
+samples in the order `np.random.default_rng([seed, e]).permutation(n)`,
+whatever happened before: a run resumed at epoch `e` gets exactly the
+batches the uninterrupted run got.
+
+The orders of all remaining epochs are computed up front and fed through one
+`tf.data` pipeline that `fit` consumes `steps_per_epoch` batches at a time.
+(A `PyDataset` told the epoch by a callback would race: Keras creates the
+next epoch's iterator, and `tf.data` prefetches from it, before the
+callbacks' `on_epoch_begin` runs.)
+
+Example:
+
+```python
+batches, steps = epoch_batches(x, y, batch_size=16, seed=0, initial_epoch=3, epochs=10)
+model.fit(batches, steps_per_epoch=steps, epochs=10, initial_epoch=3)
+```
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits `n` training samples (int64 indices)."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def epoch_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    initial_epoch: int,
+    epochs: int,
+) -> tuple[tf.data.Dataset, int]:
+    """Batches of epochs `initial_epoch .. epochs - 1`, each in `epoch_order` order.
+
+    Args:
+        x: training features, (samples, ...).
+        y: training targets, (samples, ...).
+        batch_size: samples per batch; an epoch's last batch may be smaller.
+        seed: seed of the orders (the run's seed).
+        initial_epoch: first epoch to produce (0-based).
+        epochs: one past the last epoch to produce.
+
+    Returns:
+        `(dataset, steps_per_epoch)`: pass both to `fit` (`steps_per_epoch`
+        makes Keras keep one iterator across epochs).
+    """
+    n = len(x)
+    if n == 0 or len(y) != n:
+        raise ValueError(
+            f"Expected non-empty `x` and `y` with the same number of samples. "
+            f"Received: x.shape={np.shape(x)}, y.shape={np.shape(y)}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Expected `batch_size` to be an integer >= 1. Received: {batch_size!r}")
+    if not 0 <= initial_epoch < epochs:
+        raise ValueError(
+            "Expected 0 <= initial_epoch < epochs. "
+            f"Received: initial_epoch={initial_epoch}, epochs={epochs}"
+        )
+    orders = np.stack([epoch_order(seed, e, n) for e in range(initial_epoch, epochs)])
+    x_all = tf.constant(x)
+    y_all = tf.constant(y)
+
+    def one_epoch(order):
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(orders.astype(np.int64))
+        .flat_map(one_epoch)
+        .map(lambda idx: (tf.gather(x_all, idx), tf.gather(y_all, idx)))
+        .prefetch(2)
+    )
+    return dataset, math.ceil(n / batch_size)
