@@ -31,7 +31,24 @@ def flat_positions(indices: np.ndarray, n_out: int) -> np.ndarray:
 def indices_from_flat(flat: np.ndarray, n_out: int) -> np.ndarray:
     """Inverse of `flat_positions`: `[nnz, 2]` int64 indices."""
     flat = np.asarray(flat, dtype=np.int64)
-    return np.stack([flat // n_out, flat % n_out], axis=1)
+    out = np.empty((flat.size, 2), np.int64)
+    np.divmod(flat, n_out, out=(out[:, 0], out[:, 1]))
+    return out
+
+
+def unique_sorted(flat: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int64 array (sorts a copy, then drops repeats).
+
+    NumPy 2's `np.unique` hashes int64 input and then sorts; that is about
+    ten times slower than this on tens of millions of positions.
+    """
+    flat = np.sort(np.asarray(flat, dtype=np.int64))
+    if flat.size == 0:
+        return flat
+    keep = np.empty(flat.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=keep[1:])
+    return flat[keep]
 
 
 def target_nnz(n_in: int, n_out: int, epsilon: float | None = None,
@@ -63,12 +80,13 @@ def erdos_renyi_indices(n_in: int, n_out: int, rng: np.random.Generator,
     if density is not None:
         count = min(total, target_nnz(n_in, n_out, density=density))
         flat = sample_free_positions(np.empty(0, np.int64), total, count, rng)
-        return indices_from_flat(np.sort(flat), n_out)
+        return indices_from_flat(flat, n_out)
     draws = target_nnz(n_in, n_out, epsilon=epsilon)
     rows = rng.integers(0, n_in, size=draws, dtype=np.int64)
     cols = rng.integers(0, n_out, size=draws, dtype=np.int64)
-    flat = np.unique(rows * n_out + cols)
-    return indices_from_flat(flat, n_out)
+    rows *= n_out
+    rows += cols
+    return indices_from_flat(unique_sorted(rows), n_out)
 
 
 def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
@@ -81,7 +99,7 @@ def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
     enumerated instead, which then costs `O(total) = O(nnz)` as well.
 
     Returns:
-        int64 array of `count` positions in random order.
+        int64 array of `count` distinct positions, sorted.
 
     Raises:
         ValueError: if fewer than `count` positions are free.
@@ -98,19 +116,23 @@ def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
     if free * 4 < total:
         mask = np.ones(total, dtype=bool)
         mask[occupied_flat] = False
-        return rng.permutation(np.flatnonzero(mask))[:count].astype(np.int64)
+        free_flat = np.flatnonzero(mask)
+        return np.sort(rng.choice(free_flat, size=count, replace=False)).astype(np.int64)
     chosen = np.empty(0, np.int64)
     while chosen.size < count:
         need = count - chosen.size
         # Oversample by the expected rejection rate plus a margin.
         draw = int(need * total / free * 1.1) + 16
-        cand = rng.integers(0, total, size=draw, dtype=np.int64)
+        # Sorted queries keep the binary searches cache-friendly.
+        cand = unique_sorted(rng.integers(0, total, size=draw, dtype=np.int64))
         cand = cand[~_isin_sorted(cand, occupied_flat)]
-        # Keep first occurrences in draw order: uniform and reproducible.
-        cand = np.concatenate([chosen, cand])
-        _, first = np.unique(cand, return_index=True)
-        chosen = cand[np.sort(first)]
-    return chosen[:count]
+        # Distinct uniform draws form a uniform random subset of the free set.
+        chosen = cand if chosen.size == 0 else unique_sorted(np.concatenate([chosen, cand]))
+    if chosen.size > count:
+        # A uniform random subset of a uniform random subset is uniform.
+        drop = rng.choice(chosen.size, size=chosen.size - count, replace=False)
+        chosen = np.delete(chosen, drop)
+    return chosen
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -200,10 +222,16 @@ def set_rewire(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int],
     kept = np.flatnonzero(~remove)
     kept_flat = flat_positions(indices[kept], n_out)  # sorted: indices are
     new_flat = sample_free_positions(kept_flat, n_in * n_out, n_new, rng)
-    all_flat = np.concatenate([kept_flat, new_flat])
-    source = np.concatenate([kept, np.full(n_new, -1, np.int64)])
-    order = np.argsort(all_flat, kind="stable")
-    return Rewiring(indices_from_flat(all_flat[order], n_out), source[order], (n_in, n_out))
+    # Both are sorted: merge them instead of sorting nnz positions again.
+    at = np.searchsorted(kept_flat, new_flat) + np.arange(n_new)
+    is_new = np.zeros(nnz, dtype=bool)
+    is_new[at] = True
+    new_indices = np.empty((nnz, 2), np.int64)
+    new_indices[at] = indices_from_flat(new_flat, n_out)
+    new_indices[~is_new] = indices[kept]
+    source = np.full(nnz, -1, np.int64)
+    source[~is_new] = kept
+    return Rewiring(new_indices, source, (n_in, n_out))
 
 
 def neuron_degrees(in_indices: np.ndarray, out_indices: np.ndarray,
