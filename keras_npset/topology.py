@@ -220,18 +220,27 @@ def set_rewire(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int],
     if n_new == 0:
         return identity
     kept = np.flatnonzero(~remove)
-    kept_flat = flat_positions(indices[kept], n_out)  # sorted: indices are
+    kept_flat = flat_positions(indices, n_out)[kept]  # sorted: indices are
     new_flat = sample_free_positions(kept_flat, n_in * n_out, n_new, rng)
     # Both are sorted: merge them instead of sorting nnz positions again.
     at = np.searchsorted(kept_flat, new_flat) + np.arange(n_new)
     is_new = np.zeros(nnz, dtype=bool)
     is_new[at] = True
-    new_indices = np.empty((nnz, 2), np.int64)
-    new_indices[at] = indices_from_flat(new_flat, n_out)
-    new_indices[~is_new] = indices[kept]
+    kept_at = np.flatnonzero(~is_new)
+    pairs = np.empty(nnz, _PAIR)
+    pairs[at] = _pairs(indices_from_flat(new_flat, n_out))
+    pairs[kept_at] = _pairs(indices)[kept]
     source = np.full(nnz, -1, np.int64)
-    source[~is_new] = kept
-    return Rewiring(new_indices, source, (n_in, n_out))
+    source[kept_at] = kept
+    return Rewiring(pairs.view(np.int64).reshape(nnz, 2), source, (n_in, n_out))
+
+
+# A (row, col) pair as one 16-byte item: moving pairs is then a 1-D take.
+_PAIR = np.dtype((np.void, 16))
+
+
+def _pairs(indices: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(indices, dtype=np.int64).view(_PAIR).reshape(-1)
 
 
 def neuron_degrees(in_indices: np.ndarray, out_indices: np.ndarray,
