@@ -17,9 +17,11 @@ the compute dtype.
   multiplied by TensorFlow's multi-threaded `SparseMatrixMatMul`, forward and
   for the input gradient; the gradient of the values is the XLA gather
   product of the `"gather"` path. Fastest from a batch of about 16. No XLA.
-- `"auto"`: `"gather"` below `AUTO_CSR_MIN_BATCH` rows, `"csr"` from there,
-  chosen at run time (a Keras `fit` traces with an unknown batch size).
-  The threshold comes from `benchmarks/bench_step.py` on a 2-core CPU.
+- `"auto"`: inside an XLA-compiled function (a model compiled with
+  `jit_compile=True`), `"gather"`; otherwise `"gather"` below
+  `AUTO_CSR_MIN_BATCH` rows and `"csr"` from there, chosen at run time (a
+  Keras `fit` traces with an unknown batch size). The threshold is the
+  crossover measured by `benchmarks/bench_step.py` on a 2-core CPU.
 
 Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
 retraces or recompiles any of these; neuron pruning, which changes them, does.
@@ -28,9 +30,10 @@ retraces or recompiles any of these; neuron pruning, which changes them, does.
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
 IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
-JIT_COMPATIBLE = {"auto": False, "gather": True, "csr": False, "sparse_dense_matmul": False}
+JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
 # Smallest batch for which "auto" uses the CSR path (see the module docstring).
 AUTO_CSR_MIN_BATCH = 16
 
@@ -140,8 +143,15 @@ def csr_matmul(x, indices, values, n_in: int, n_out: int):
     return _product(x, values)
 
 
+def _in_xla_context() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+
+
 def auto_matmul(x, indices, values, n_in: int, n_out: int):
-    """`"gather"` below `AUTO_CSR_MIN_BATCH` rows of `x`, `"csr"` from there."""
+    """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
+    if _in_xla_context():
+        return gather_matmul(x, indices, values, n_in, n_out)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.
         impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul

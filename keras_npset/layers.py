@@ -107,9 +107,10 @@ class SparseDense(keras.layers.Layer):
             `jit_compile=True`), `"csr"` (TensorFlow's multi-threaded CSR
             kernels; fastest from a batch of about 16; no XLA),
             `"sparse_dense_matmul"` (TensorFlow's sparse kernel, the
-            reference; no XLA) or `"auto"` (`"gather"` below a batch of
-            `kernels.AUTO_CSR_MIN_BATCH`, `"csr"` from there, chosen at run
-            time; no XLA for the model as a whole). Defaults to `"auto"`.
+            reference; no XLA) or `"auto"` (`"gather"` in a model compiled
+            with XLA; otherwise `"gather"` below a batch of
+            `kernels.AUTO_CSR_MIN_BATCH` and `"csr"` from there, chosen at
+            run time). Defaults to `"auto"`.
         seed: Integer seed for the topology and the initial values. Defaults
             to `None` (drawn from NumPy's global generator, which
             `keras.utils.set_random_seed` seeds).

@@ -80,10 +80,31 @@ def test_unknown_kernel_impl():
         SparseDense(4, kernel_impl="dense")
 
 
-def test_only_gather_supports_jit():
-    assert SparseDense(4, kernel_impl="gather").supports_jit
-    for impl in ("auto", "csr", "sparse_dense_matmul"):
+def test_supports_jit_only_where_xla_can_compile():
+    for impl in ("auto", "gather"):
+        assert SparseDense(4, kernel_impl=impl).supports_jit
+    for impl in ("csr", "sparse_dense_matmul"):
         assert not SparseDense(4, kernel_impl=impl).supports_jit
+
+
+@pytest.mark.parametrize("batch", [2, 20])
+def test_auto_under_xla_matches_reference(batch):
+    n_in, n_out = 70, 50
+    indices, values, x, dy, dense = _problem(n_in, n_out, batch, 3, seed=7)
+
+    @tf.function(jit_compile=True)
+    def step(x, values):
+        with tf.GradientTape() as tape:
+            tape.watch([x, values])
+            y = kernels.sparse_matmul("auto", x, tf.constant(indices), values, n_in, n_out)
+            loss = tf.reduce_sum(y * dy)
+        return (y, *tape.gradient(loss, [x, values]))
+
+    y, dx, dvalues = (t.numpy() for t in step(tf.constant(x), tf.constant(values)))
+    np.testing.assert_allclose(y, x @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dy @ dense.T, rtol=1e-5, atol=1e-5)
+    expected = (x.T @ dy)[indices[:, 0], indices[:, 1]]
+    np.testing.assert_allclose(dvalues, expected, rtol=1e-5, atol=1e-4)
 
 
 def _traces():
@@ -91,8 +112,8 @@ def _traces():
     return [f.experimental_get_tracing_count() for f in fns]
 
 
-@pytest.mark.parametrize("impl", ["gather", "auto"])
-def test_set_step_does_not_retrace(impl):
+@pytest.mark.parametrize("impl,jit", [("gather", "auto"), ("auto", "auto"), ("auto", True)])
+def test_set_step_does_not_retrace(impl, jit):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((40,)),
@@ -100,7 +121,7 @@ def test_set_step_does_not_retrace(impl):
         SparseDense(2, epsilon=3, activation="softmax", kernel_impl=impl),
     ])
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy")
+                  loss="sparse_categorical_crossentropy", jit_compile=jit)
     x = np.random.rand(32, 40).astype("float32")
     y = np.random.randint(0, 2, 32)
     set_cb = SETEvolution(zeta=0.3, seed=1)
