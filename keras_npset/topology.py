@@ -95,8 +95,9 @@ def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
 
     Uniform over the free positions. `occupied_flat` must be sorted and
     unique. Rejection sampling keeps memory proportional to `nnz`; when few
-    positions are free (over three quarters occupied) the free set is
-    enumerated instead, which then costs `O(total) = O(nnz)` as well.
+    positions are free (over three quarters occupied) or most free positions
+    are wanted (rejection would become a coupon collector), the free set is
+    enumerated instead, which then costs `O(total) = O(nnz + count)` as well.
 
     Returns:
         int64 array of `count` distinct positions, sorted.
@@ -113,7 +114,7 @@ def sample_free_positions(occupied_flat: np.ndarray, total: int, count: int,
         )
     if count == 0:
         return np.empty(0, np.int64)
-    if free * 4 < total:
+    if free * 4 < total or count * 2 > free:
         mask = np.ones(total, dtype=bool)
         mask[occupied_flat] = False
         free_flat = np.flatnonzero(mask)
