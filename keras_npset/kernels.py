@@ -84,37 +84,27 @@ def _gather_values_grad(x, indices, dy):
     return tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
 
 
-def _gather_parts(x, indices, values, n_out):
-    """Forward output and gradient function of the gather path."""
-    def grad(dy):
-        return _gather_backward(x, indices, values, dy)
-
-    return _gather_forward(x, indices, values, n_out), grad
-
-
 def _csr(indices, values, n_in, n_out):
     return tf.raw_ops.SparseTensorToCSRSparseMatrix(
         indices=indices, values=tf.cast(values, tf.float32),
         dense_shape=tf.constant([n_in, n_out], tf.int64))
 
 
-def _csr_parts(x, indices, values, n_in, n_out):
-    """Forward output and gradient function of the CSR path."""
-    x32 = tf.cast(x, tf.float32)
+def _csr_forward(x, indices, values, n_in, n_out):
     # x @ K = (K^T x^T)^T, in one call.
     y = tf.raw_ops.SparseMatrixMatMul(
-        a=_csr(indices, values, n_in, n_out), b=x32,
+        a=_csr(indices, values, n_in, n_out), b=tf.cast(x, tf.float32),
         transpose_a=True, transpose_b=True, transpose_output=True)
+    return tf.cast(y, x.dtype)
 
-    def grad(dy):
-        # dy @ K^T = (K dy^T)^T: the row-major CSR matrix as it is.
-        dx = tf.raw_ops.SparseMatrixMatMul(
-            a=_csr(indices, values, n_in, n_out), b=tf.cast(dy, tf.float32),
-            transpose_b=True, transpose_output=True)
-        d_values = _gather_values_grad(x, indices, dy)
-        return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
-    return tf.cast(y, x.dtype), grad
+def _csr_backward(x, indices, values, dy, n_in, n_out):
+    # dy @ K^T = (K dy^T)^T: the row-major CSR matrix as it is.
+    dx = tf.raw_ops.SparseMatrixMatMul(
+        a=_csr(indices, values, n_in, n_out), b=tf.cast(dy, tf.float32),
+        transpose_b=True, transpose_output=True)
+    d_values = _gather_values_grad(x, indices, dy)
+    return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
 def gather_matmul(x, indices, values, n_in: int, n_out: int):
@@ -128,7 +118,10 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int):
 
     @tf.custom_gradient
     def _product(x, values):
-        return _gather_parts(x, indices, values, n_out)
+        def grad(dy):
+            return _gather_backward(x, indices, values, dy)
+
+        return _gather_forward(x, indices, values, n_out), grad
 
     return _product(x, values)
 
@@ -138,7 +131,10 @@ def csr_matmul(x, indices, values, n_in: int, n_out: int):
 
     @tf.custom_gradient
     def _product(x, values):
-        return _csr_parts(x, indices, values, n_in, n_out)
+        def grad(dy):
+            return _csr_backward(x, indices, values, dy, n_in, n_out)
+
+        return _csr_forward(x, indices, values, n_in, n_out), grad
 
     return _product(x, values)
 
@@ -161,15 +157,14 @@ def auto_matmul(x, indices, values, n_in: int, n_out: int):
     def _product(x, values):
         use_csr = tf.shape(x)[0] >= AUTO_CSR_MIN_BATCH
 
-        def run(parts, *args):
-            return lambda: parts(x, indices, values, *args)[0]
-
         def grad(dy):
             return tf.cond(use_csr,
-                           lambda: _csr_parts(x, indices, values, n_in, n_out)[1](dy),
+                           lambda: _csr_backward(x, indices, values, dy, n_in, n_out),
                            lambda: _gather_backward(x, indices, values, dy))
 
-        y = tf.cond(use_csr, run(_csr_parts, n_in, n_out), run(_gather_parts, n_out))
+        y = tf.cond(use_csr,
+                    lambda: _csr_forward(x, indices, values, n_in, n_out),
+                    lambda: _gather_forward(x, indices, values, n_out))
         return y, grad
 
     return _product(x, values)
