@@ -1,34 +1,51 @@
 """Products `x @ K` of a dense batch with a sparse kernel given as indices + values.
 
 Each implementation takes `x` of shape `[batch, n_in]`, `indices` `[nnz, 2]`
-int64 `(row, col)` pairs, `values` `[nnz]` and returns `[batch, n_out]`.
-Gradients flow to `x` and `values` only; no dense `(n_in, n_out)` tensor is
-ever built.
+int64 `(row, col)` pairs sorted row-major, `values` `[nnz]` and returns
+`[batch, n_out]`. Gradients flow to `x` and `values` only; no dense
+`(n_in, n_out)` tensor is ever built. Products accumulate in float32 whatever
+the compute dtype.
 
 - `"sparse_dense_matmul"`: TensorFlow's `tf.sparse.sparse_dense_matmul`, the
   reference path. It has no XLA kernel.
 - `"gather"`: gather the input columns by connection, scale by the values and
   `unsorted_segment_sum` them into the outputs. It compiles with XLA, which
   fuses the gather, product and scatter; with a custom gradient that reuses the
-  gathered inputs.
+  gathered inputs. Fastest at small batches.
+- `"csr"`: the kernel converted to a CSR matrix each call
+  (`SparseTensorToCSRSparseMatrix`, linear in nnz for row-major indices) and
+  multiplied by TensorFlow's multi-threaded `SparseMatrixMatMul`, forward and
+  for the input gradient; the gradient of the values is the XLA gather
+  product of the `"gather"` path. Fastest from a batch of about 16. No XLA.
+- `"auto"`: inside an XLA-compiled function (a model compiled with
+  `jit_compile=True`), `"gather"`; otherwise `"gather"` below
+  `AUTO_CSR_MIN_BATCH` rows and `"csr"` from there, chosen at run time (a
+  Keras `fit` traces with an unknown batch size). The threshold is the
+  crossover measured by `benchmarks/bench_step.py` on a 2-core CPU.
+
+Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
+retraces or recompiles any of these; neuron pruning, which changes them, does.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
-IMPLEMENTATIONS = ("auto", "gather", "sparse_dense_matmul")
-JIT_COMPATIBLE = {"gather": True, "sparse_dense_matmul": False}
+IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
+JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
+# Smallest batch for which "auto" uses the CSR path (see the module docstring).
+AUTO_CSR_MIN_BATCH = 16
 
 
 def resolve(kernel_impl: str) -> str:
-    """The concrete implementation behind `kernel_impl` ("auto" -> "gather")."""
+    """Check `kernel_impl` and return it."""
     if kernel_impl not in IMPLEMENTATIONS:
         raise ValueError(
             f"Expected `kernel_impl` to be one of {IMPLEMENTATIONS}. "
             f"Received: kernel_impl={kernel_impl!r}"
         )
-    return "gather" if kernel_impl == "auto" else kernel_impl
+    return kernel_impl
 
 
 def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
@@ -40,19 +57,54 @@ def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
     return tf.transpose(out_t)
 
 
+# The XLA-compiled pieces. Inputs are laid out [nnz, batch] after the gather so
+# that each connection reads one contiguous row of x^T.
 @tf.function(jit_compile=True)
-def _gather_forward(x, rows, cols, values, n_out):
-    gathered = tf.gather(tf.transpose(x), rows)  # [nnz, batch]
-    return tf.transpose(tf.math.unsorted_segment_sum(gathered * values[:, None], cols, n_out))
+def _gather_forward(x, indices, values, n_out):
+    x_t = tf.transpose(tf.cast(x, tf.float32))
+    gathered = tf.gather(x_t, indices[:, 0]) * tf.cast(values, tf.float32)[:, None]
+    out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
+    return tf.cast(tf.transpose(out_t), x.dtype)
 
 
 @tf.function(jit_compile=True)
-def _gather_backward(x, rows, cols, values, dy):
-    x_t = tf.transpose(x)  # [n_in, batch]
-    dy_t = tf.gather(tf.transpose(dy), cols)  # [nnz, batch]
-    d_values = tf.reduce_sum(tf.gather(x_t, rows) * dy_t, axis=1)
-    dx_t = tf.math.unsorted_segment_sum(dy_t * values[:, None], rows, tf.shape(x_t)[0])
-    return tf.transpose(dx_t), d_values
+def _gather_backward(x, indices, values, dy):
+    x_t = tf.transpose(tf.cast(x, tf.float32))  # [n_in, batch]
+    dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), indices[:, 1])  # [nnz, batch]
+    d_values = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * dy_t, axis=1)
+    dx_t = tf.math.unsorted_segment_sum(
+        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], tf.shape(x_t)[0])
+    return tf.cast(tf.transpose(dx_t), x.dtype), tf.cast(d_values, values.dtype)
+
+
+@tf.function(jit_compile=True)
+def _gather_values_grad(x, indices, dy):
+    x_t = tf.transpose(tf.cast(x, tf.float32))
+    dy_t = tf.transpose(tf.cast(dy, tf.float32))
+    return tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
+
+
+def _csr(indices, values, n_in, n_out):
+    return tf.raw_ops.SparseTensorToCSRSparseMatrix(
+        indices=indices, values=tf.cast(values, tf.float32),
+        dense_shape=tf.constant([n_in, n_out], tf.int64))
+
+
+def _csr_forward(x, indices, values, n_in, n_out):
+    # x @ K = (K^T x^T)^T, in one call.
+    y = tf.raw_ops.SparseMatrixMatMul(
+        a=_csr(indices, values, n_in, n_out), b=tf.cast(x, tf.float32),
+        transpose_a=True, transpose_b=True, transpose_output=True)
+    return tf.cast(y, x.dtype)
+
+
+def _csr_backward(x, indices, values, dy, n_in, n_out):
+    # dy @ K^T = (K dy^T)^T: the row-major CSR matrix as it is.
+    dx = tf.raw_ops.SparseMatrixMatMul(
+        a=_csr(indices, values, n_in, n_out), b=tf.cast(dy, tf.float32),
+        transpose_b=True, transpose_output=True)
+    d_values = _gather_values_grad(x, indices, dy)
+    return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
 def gather_matmul(x, indices, values, n_in: int, n_out: int):
@@ -60,24 +112,70 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int):
 
     The forward and backward passes are each an XLA-compiled function, so the
     path is compiled whether or not the model is (Keras's
-    `jit_compile="auto"` leaves XLA off on CPU-only machines). Shapes depend
-    only on `nnz` and the widths, so SET, which keeps nnz, never recompiles.
+    `jit_compile="auto"` leaves XLA off on CPU-only machines).
     """
     del n_in
-    rows = indices[:, 0]
-    cols = indices[:, 1]
 
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _gather_backward(x, rows, cols, values, dy)
+            return _gather_backward(x, indices, values, dy)
 
-        return _gather_forward(x, rows, cols, values, n_out), grad
+        return _gather_forward(x, indices, values, n_out), grad
 
     return _product(x, values)
 
 
-_FUNCTIONS = {"gather": gather_matmul, "sparse_dense_matmul": sparse_dense_matmul}
+def csr_matmul(x, indices, values, n_in: int, n_out: int):
+    """`x @ K` with TensorFlow's CSR sparse-matrix kernels (see module docstring)."""
+
+    @tf.custom_gradient
+    def _product(x, values):
+        def grad(dy):
+            return _csr_backward(x, indices, values, dy, n_in, n_out)
+
+        return _csr_forward(x, indices, values, n_in, n_out), grad
+
+    return _product(x, values)
+
+
+def _in_xla_context() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+
+
+def auto_matmul(x, indices, values, n_in: int, n_out: int):
+    """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
+    if _in_xla_context():
+        return gather_matmul(x, indices, values, n_in, n_out)
+    batch = x.shape[0]
+    if batch is not None:  # Known while tracing: choose once.
+        impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul
+        return impl(x, indices, values, n_in, n_out)
+
+    @tf.custom_gradient
+    def _product(x, values):
+        use_csr = tf.shape(x)[0] >= AUTO_CSR_MIN_BATCH
+
+        def grad(dy):
+            return tf.cond(use_csr,
+                           lambda: _csr_backward(x, indices, values, dy, n_in, n_out),
+                           lambda: _gather_backward(x, indices, values, dy))
+
+        y = tf.cond(use_csr,
+                    lambda: _csr_forward(x, indices, values, n_in, n_out),
+                    lambda: _gather_forward(x, indices, values, n_out))
+        return y, grad
+
+    return _product(x, values)
+
+
+_FUNCTIONS = {
+    "auto": auto_matmul,
+    "gather": gather_matmul,
+    "csr": csr_matmul,
+    "sparse_dense_matmul": sparse_dense_matmul,
+}
 
 
 def sparse_matmul(kernel_impl: str, x, indices, values, n_in: int, n_out: int):

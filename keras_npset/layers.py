@@ -115,9 +115,15 @@ class SparseDense(keras.layers.Layer):
             Defaults to `None`.
         bias_constraint: Constraint applied to the bias. Defaults to `None`.
         kernel_impl: How `inputs @ kernel` is computed: `"gather"` (gather,
-            scale, segment-sum; compiles with XLA), `"sparse_dense_matmul"`
-            (TensorFlow's sparse kernel, the reference; no XLA) or `"auto"`
-            (currently `"gather"`). Defaults to `"auto"`.
+            scale, segment-sum, compiled with XLA on its own; fastest at
+            small batches, and the choice for a model compiled with
+            `jit_compile=True`), `"csr"` (TensorFlow's multi-threaded CSR
+            kernels; fastest from a batch of about 16; no XLA),
+            `"sparse_dense_matmul"` (TensorFlow's sparse kernel, the
+            reference; no XLA) or `"auto"` (`"gather"` in a model compiled
+            with XLA; otherwise `"gather"` below a batch of
+            `kernels.AUTO_CSR_MIN_BATCH` and `"csr"` from there, chosen at
+            run time). Defaults to `"auto"`.
         seed: Integer seed for the topology and the initial values. Defaults
             to `None` (drawn from NumPy's global generator, which
             `keras.utils.set_random_seed` seeds).

@@ -31,7 +31,24 @@ def flat_positions(indices: np.ndarray, n_out: int) -> np.ndarray:
 def indices_from_flat(flat: np.ndarray, n_out: int) -> np.ndarray:
     """Inverse of `flat_positions`: `[nnz, 2]` int64 indices."""
     flat = np.asarray(flat, dtype=np.int64)
-    return np.stack([flat // n_out, flat % n_out], axis=1)
+    out = np.empty((flat.size, 2), np.int64)
+    np.divmod(flat, n_out, out=(out[:, 0], out[:, 1]))
+    return out
+
+
+def unique_sorted(flat: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int64 array (sorts a copy, then drops repeats).
+
+    NumPy 2's `np.unique` hashes int64 input and then sorts; that is about
+    ten times slower than this on tens of millions of positions.
+    """
+    flat = np.sort(np.asarray(flat, dtype=np.int64))
+    if flat.size == 0:
+        return flat
+    keep = np.empty(flat.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=keep[1:])
+    return flat[keep]
 
 
 def target_nnz(
@@ -72,12 +89,13 @@ def erdos_renyi_indices(
     if density is not None:
         count = min(total, target_nnz(n_in, n_out, density=density))
         flat = sample_free_positions(np.empty(0, np.int64), total, count, rng)
-        return indices_from_flat(np.sort(flat), n_out)
+        return indices_from_flat(flat, n_out)
     draws = target_nnz(n_in, n_out, epsilon=epsilon)
     rows = rng.integers(0, n_in, size=draws, dtype=np.int64)
     cols = rng.integers(0, n_out, size=draws, dtype=np.int64)
-    flat = np.unique(rows * n_out + cols)
-    return indices_from_flat(flat, n_out)
+    rows *= n_out
+    rows += cols
+    return indices_from_flat(unique_sorted(rows), n_out)
 
 
 def sample_free_positions(
@@ -87,11 +105,12 @@ def sample_free_positions(
 
     Uniform over the free positions. `occupied_flat` must be sorted and
     unique. Rejection sampling keeps memory proportional to `nnz`; when few
-    positions are free (over three quarters occupied) the free set is
-    enumerated instead, which then costs `O(total) = O(nnz)` as well.
+    positions are free (over three quarters occupied) or most free positions
+    are wanted (rejection would become a coupon collector), the free set is
+    enumerated instead, which then costs `O(total) = O(nnz + count)` as well.
 
     Returns:
-        int64 array of `count` positions in random order.
+        int64 array of `count` distinct positions, sorted.
 
     Raises:
         ValueError: if fewer than `count` positions are free.
@@ -104,22 +123,26 @@ def sample_free_positions(
         )
     if count == 0:
         return np.empty(0, np.int64)
-    if free * 4 < total:
+    if free * 4 < total or count * 2 > free:
         mask = np.ones(total, dtype=bool)
         mask[occupied_flat] = False
-        return rng.permutation(np.flatnonzero(mask))[:count].astype(np.int64)
+        free_flat = np.flatnonzero(mask)
+        return np.sort(rng.choice(free_flat, size=count, replace=False)).astype(np.int64)
     chosen = np.empty(0, np.int64)
     while chosen.size < count:
         need = count - chosen.size
         # Oversample by the expected rejection rate plus a margin.
         draw = int(need * total / free * 1.1) + 16
-        cand = rng.integers(0, total, size=draw, dtype=np.int64)
+        # Sorted queries keep the binary searches cache-friendly.
+        cand = unique_sorted(rng.integers(0, total, size=draw, dtype=np.int64))
         cand = cand[~_isin_sorted(cand, occupied_flat)]
-        # Keep first occurrences in draw order: uniform and reproducible.
-        cand = np.concatenate([chosen, cand])
-        _, first = np.unique(cand, return_index=True)
-        chosen = cand[np.sort(first)]
-    return chosen[:count]
+        # Distinct uniform draws form a uniform random subset of the free set.
+        chosen = cand if chosen.size == 0 else unique_sorted(np.concatenate([chosen, cand]))
+    if chosen.size > count:
+        # A uniform random subset of a uniform random subset is uniform.
+        drop = rng.choice(chosen.size, size=chosen.size - count, replace=False)
+        chosen = np.delete(chosen, drop)
+    return chosen
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -213,12 +236,27 @@ def set_rewire(
     if n_new == 0:
         return identity
     kept = np.flatnonzero(~remove)
-    kept_flat = flat_positions(indices[kept], n_out)  # sorted: indices are
+    kept_flat = flat_positions(indices, n_out)[kept]  # sorted: indices are
     new_flat = sample_free_positions(kept_flat, n_in * n_out, n_new, rng)
-    all_flat = np.concatenate([kept_flat, new_flat])
-    source = np.concatenate([kept, np.full(n_new, -1, np.int64)])
-    order = np.argsort(all_flat, kind="stable")
-    return Rewiring(indices_from_flat(all_flat[order], n_out), source[order], (n_in, n_out))
+    # Both are sorted: merge them instead of sorting nnz positions again.
+    at = np.searchsorted(kept_flat, new_flat) + np.arange(n_new)
+    is_new = np.zeros(nnz, dtype=bool)
+    is_new[at] = True
+    kept_at = np.flatnonzero(~is_new)
+    pairs = np.empty(nnz, _PAIR)
+    pairs[at] = _pairs(indices_from_flat(new_flat, n_out))
+    pairs[kept_at] = _pairs(indices)[kept]
+    source = np.full(nnz, -1, np.int64)
+    source[kept_at] = kept
+    return Rewiring(pairs.view(np.int64).reshape(nnz, 2), source, (n_in, n_out))
+
+
+# A (row, col) pair as one 16-byte item: moving pairs is then a 1-D take.
+_PAIR = np.dtype((np.void, 16))
+
+
+def _pairs(indices: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(indices, dtype=np.int64).view(_PAIR).reshape(-1)
 
 
 def neuron_degrees(

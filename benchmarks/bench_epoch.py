@@ -1,0 +1,183 @@
+"""Whole `model.fit` epochs with SET and NPSET: evolution and pruning share, shrinking cost.
+
+Trains the paper's MLP (input-7000-7000-classes for Leukemia) twice with the
+same data, seed and epochs: SET-MLP (`SETEvolution(zeta=0.3)`) and NPSET
+(`SETEvolution(zeta=0.3)` + `NeuronPruning(alpha, start, epochs)`). Each epoch
+is split into training (first step of the epoch to the last; after a pruning
+event this includes re-tracing and XLA re-compilation for the new shapes),
+SET evolution and neuron pruning, each timed by wrapping the callbacks. The
+default schedule is the paper's alpha 0.04 with its 41 events compressed onto
+consecutive epochs from epoch 1 (7000 -> 1320 neurons per hidden layer by
+epoch 41), then a few epochs on the pruned network.
+
+Usage:
+
+    python benchmarks/bench_epoch.py /work/shared/datasets/leukemia.mat
+    python benchmarks/bench_epoch.py                 # synthetic data, Leukemia's shape
+    python benchmarks/bench_epoch.py --quick         # 5 events of alpha 0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from keras_npset import NeuronPruning, SETEvolution  # noqa: E402
+
+
+def load(path, train=48, seed=0):
+    """Training split of a scikit-feature `.mat` file (keys X, Y), or synthetic Leukemia."""
+    rng = np.random.default_rng(seed)
+    if path is None:
+        x = rng.integers(-2, 3, (72, 7070)).astype(np.float32)
+        y = rng.integers(0, 2, 72)
+    else:
+        import scipy.io
+
+        data = scipy.io.loadmat(path)
+        x = data["X"].astype(np.float32)
+        y = data["Y"].ravel().astype(np.int64) - 1
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    order = rng.permutation(len(x))[:train]
+    return x[order], y[order], int(y.max()) + 1
+
+
+class Timed:
+    """Mixin timing the callback's topology step of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.seconds = {}
+
+    def _timed(self, epoch, step):
+        start = time.perf_counter()
+        out = step()
+        self.seconds[epoch] = time.perf_counter() - start
+        return out
+
+
+class TimedSET(Timed, SETEvolution):
+    def on_epoch_end(self, epoch, logs=None):
+        self._timed(epoch, lambda: SETEvolution.on_epoch_end(self, epoch, logs))
+
+
+class TimedPruning(Timed, NeuronPruning):
+    def on_epoch_begin(self, epoch, logs=None):
+        self._timed(epoch, lambda: NeuronPruning.on_epoch_begin(self, epoch, logs))
+
+
+class StepClock(keras.callbacks.Callback):
+    """Per epoch: seconds from the start of the first step to the end of the last."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds, self.nnz, self.units = [], [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(self._last - self._start)
+        self.nnz.append(common.nnz(self.model))
+        self.units.append([layer.units for layer in self.model.layers[:-1]])
+
+
+def run(kind, x, y, classes, args):
+    keras.utils.set_random_seed(args.seed)
+    widths = [x.shape[1], *args.hidden, classes]
+    jit = True if args.jit_compile == "true" else "auto"
+    model = common.compile_sgd(common.mlp(widths, epsilon=args.epsilon, seed=args.seed),
+                               args.steps_per_execution, jit)
+    clock, evolution = StepClock(), TimedSET(zeta=0.3, seed=args.seed)
+    callbacks = [evolution, clock]
+    pruning = None
+    if kind == "NPSET":
+        pruning = TimedPruning(alpha=args.alpha, start=args.start, epochs=args.prune_epochs,
+                               seed=args.seed)
+        callbacks.insert(0, pruning)
+    model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, callbacks=callbacks)
+    epochs = []
+    for e in range(args.epochs):
+        evolve = evolution.seconds.get(e, 0.0)
+        prune = pruning.seconds.get(e, 0.0) if pruning else 0.0
+        epochs.append({"epoch": e, "train_s": clock.seconds[e], "evolution_s": evolve,
+                       "pruning_s": prune, "total_s": clock.seconds[e] + evolve + prune,
+                       "nnz": clock.nnz[e], "units": clock.units[e]})
+    return epochs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", nargs="?", default=None, help="scikit-feature .mat file.")
+    parser.add_argument("--hidden", nargs="+", type=int, default=[7000, 7000])
+    parser.add_argument("--epsilon", type=float, default=10)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--alpha", type=float, default=0.04)
+    parser.add_argument("--start", type=int, default=1)
+    parser.add_argument("--prune-epochs", type=int, default=40)
+    parser.add_argument("--after", type=int, default=5, help="Epochs after the last event.")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.alpha, args.prune_epochs, args.after = 0.3, 4, 3
+    args.epochs = args.start + args.prune_epochs + 1 + args.after
+    x, y, classes = load(args.data)
+    rss0 = common.peak_rss_mib()
+    results = {kind: run(kind, x, y, classes, args) for kind in ("SET", "NPSET")}
+    last = args.start + args.prune_epochs
+    after = range(last + 1, args.epochs - 1)  # the final epoch has no evolution
+
+    def mean(kind, key):
+        return float(np.mean([results[kind][e][key] for e in after]))
+
+    print("| epoch | SET s (train + evolve) | NPSET s (train + evolve + prune) | NPSET nnz "
+          "| NPSET units |")
+    print("|---|---|---|---|---|")
+    for e in sorted({0, 1, 2, *range(0, args.epochs, 5), last, last + 1, args.epochs - 2}):
+        s, n = results["SET"][e], results["NPSET"][e]
+        print(f"| {e} | {s['total_s']:.3f} ({s['train_s']:.3f} + {s['evolution_s']:.3f}) "
+              f"| {n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
+              f"{n['pruning_s']:.3f}) | {n['nnz']:,} | {n['units']} |")
+    set_epoch = mean("SET", "train_s") + mean("SET", "evolution_s")
+    np_epoch = mean("NPSET", "train_s") + mean("NPSET", "evolution_s")
+    summary = {
+        "set_epoch_s": set_epoch, "npset_epoch_s": np_epoch, "npset_over_set": np_epoch / set_epoch,
+        "set_evolution_share": mean("SET", "evolution_s") / set_epoch,
+        "npset_evolution_share_after": mean("NPSET", "evolution_s") / np_epoch,
+        "pruning_share_during": float(np.mean([
+            r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start:last + 1]])),
+        "peak_rss_mib": common.peak_rss_mib(), "rss_before_models_mib": rss0,
+        "set_nnz": results["SET"][-1]["nnz"], "npset_nnz": results["NPSET"][-1]["nnz"],
+    }
+    print(f"\nAfter pruning (epochs {after.start}-{after.stop - 1}): NPSET epoch "
+          f"{np_epoch:.3f} s vs SET-MLP {set_epoch:.3f} s = {summary['npset_over_set']:.0%}; "
+          f"evolution share of a SET epoch {summary['set_evolution_share']:.0%}, of an NPSET "
+          f"epoch {summary['npset_evolution_share_after']:.0%}; pruning share of the epochs "
+          f"with an event {summary['pruning_share_during']:.0%}. Peak RSS "
+          f"{summary['peak_rss_mib']:,.0f} MiB (before the models {rss0:,.0f} MiB; SET-MLP "
+          f"nnz {summary['set_nnz']:,} -> about {summary['set_nnz'] * 60 / 2**20:,.0f} MiB "
+          "of per-connection state and temporaries at 60 B each).")
+    payload = {"args": vars(args), "summary": summary, "epochs": results,
+               "machine": common.machine()}
+    name = args.output or ("bench_epoch_quick.json" if args.quick else "bench_epoch.json")
+    print("wrote", common.write_json(name, payload))
+
+
+if __name__ == "__main__":
+    main()
