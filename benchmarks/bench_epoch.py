@@ -98,23 +98,33 @@ def run(kind, x, y, classes, args):
     keras.utils.set_random_seed(args.seed)
     widths = [x.shape[1], *args.hidden, classes]
     jit = True if args.jit_compile == "true" else "auto"
-    model = common.compile_sgd(common.mlp(widths, epsilon=args.epsilon, seed=args.seed),
-                               args.steps_per_execution, jit)
+    model = common.compile_sgd(
+        common.mlp(widths, epsilon=args.epsilon, seed=args.seed), args.steps_per_execution, jit
+    )
     clock, evolution = StepClock(), TimedSET(zeta=0.3, seed=args.seed)
     callbacks = [evolution, clock]
     pruning = None
     if kind == "NPSET":
-        pruning = TimedPruning(alpha=args.alpha, start=args.start, epochs=args.prune_epochs,
-                               seed=args.seed)
+        pruning = TimedPruning(
+            alpha=args.alpha, start=args.start, epochs=args.prune_epochs, seed=args.seed
+        )
         callbacks.insert(0, pruning)
     model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, callbacks=callbacks)
     epochs = []
     for e in range(args.epochs):
         evolve = evolution.seconds.get(e, 0.0)
         prune = pruning.seconds.get(e, 0.0) if pruning else 0.0
-        epochs.append({"epoch": e, "train_s": clock.seconds[e], "evolution_s": evolve,
-                       "pruning_s": prune, "total_s": clock.seconds[e] + evolve + prune,
-                       "nnz": clock.nnz[e], "units": clock.units[e]})
+        epochs.append(
+            {
+                "epoch": e,
+                "train_s": clock.seconds[e],
+                "evolution_s": evolve,
+                "pruning_s": prune,
+                "total_s": clock.seconds[e] + evolve + prune,
+                "nnz": clock.nnz[e],
+                "units": clock.units[e],
+            }
+        )
     return epochs
 
 
@@ -146,35 +156,52 @@ def main(argv=None):
     def mean(kind, key):
         return float(np.mean([results[kind][e][key] for e in after]))
 
-    print("| epoch | SET s (train + evolve) | NPSET s (train + evolve + prune) | NPSET nnz "
-          "| NPSET units |")
+    print(
+        "| epoch | SET s (train + evolve) | NPSET s (train + evolve + prune) | NPSET nnz "
+        "| NPSET units |"
+    )
     print("|---|---|---|---|---|")
     for e in sorted({0, 1, 2, *range(0, args.epochs, 5), last, last + 1, args.epochs - 2}):
         s, n = results["SET"][e], results["NPSET"][e]
-        print(f"| {e} | {s['total_s']:.3f} ({s['train_s']:.3f} + {s['evolution_s']:.3f}) "
-              f"| {n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
-              f"{n['pruning_s']:.3f}) | {n['nnz']:,} | {n['units']} |")
+        print(
+            f"| {e} | {s['total_s']:.3f} ({s['train_s']:.3f} + {s['evolution_s']:.3f}) "
+            f"| {n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
+            f"{n['pruning_s']:.3f}) | {n['nnz']:,} | {n['units']} |"
+        )
     set_epoch = mean("SET", "train_s") + mean("SET", "evolution_s")
     np_epoch = mean("NPSET", "train_s") + mean("NPSET", "evolution_s")
     summary = {
-        "set_epoch_s": set_epoch, "npset_epoch_s": np_epoch, "npset_over_set": np_epoch / set_epoch,
+        "set_epoch_s": set_epoch,
+        "npset_epoch_s": np_epoch,
+        "npset_over_set": np_epoch / set_epoch,
         "set_evolution_share": mean("SET", "evolution_s") / set_epoch,
         "npset_evolution_share_after": mean("NPSET", "evolution_s") / np_epoch,
-        "pruning_share_during": float(np.mean([
-            r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start:last + 1]])),
-        "peak_rss_mib": common.peak_rss_mib(), "rss_before_models_mib": rss0,
-        "set_nnz": results["SET"][-1]["nnz"], "npset_nnz": results["NPSET"][-1]["nnz"],
+        "pruning_share_during": float(
+            np.mean(
+                [r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start : last + 1]]
+            )
+        ),
+        "peak_rss_mib": common.peak_rss_mib(),
+        "rss_before_models_mib": rss0,
+        "set_nnz": results["SET"][-1]["nnz"],
+        "npset_nnz": results["NPSET"][-1]["nnz"],
     }
-    print(f"\nAfter pruning (epochs {after.start}-{after.stop - 1}): NPSET epoch "
-          f"{np_epoch:.3f} s vs SET-MLP {set_epoch:.3f} s = {summary['npset_over_set']:.0%}; "
-          f"evolution share of a SET epoch {summary['set_evolution_share']:.0%}, of an NPSET "
-          f"epoch {summary['npset_evolution_share_after']:.0%}; pruning share of the epochs "
-          f"with an event {summary['pruning_share_during']:.0%}. Peak RSS "
-          f"{summary['peak_rss_mib']:,.0f} MiB (before the models {rss0:,.0f} MiB; SET-MLP "
-          f"nnz {summary['set_nnz']:,} -> about {summary['set_nnz'] * 60 / 2**20:,.0f} MiB "
-          "of per-connection state and temporaries at 60 B each).")
-    payload = {"args": vars(args), "summary": summary, "epochs": results,
-               "machine": common.machine()}
+    print(
+        f"\nAfter pruning (epochs {after.start}-{after.stop - 1}): NPSET epoch "
+        f"{np_epoch:.3f} s vs SET-MLP {set_epoch:.3f} s = {summary['npset_over_set']:.0%}; "
+        f"evolution share of a SET epoch {summary['set_evolution_share']:.0%}, of an NPSET "
+        f"epoch {summary['npset_evolution_share_after']:.0%}; pruning share of the epochs "
+        f"with an event {summary['pruning_share_during']:.0%}. Peak RSS "
+        f"{summary['peak_rss_mib']:,.0f} MiB (before the models {rss0:,.0f} MiB; SET-MLP "
+        f"nnz {summary['set_nnz']:,} -> about {summary['set_nnz'] * 60 / 2**20:,.0f} MiB "
+        "of per-connection state and temporaries at 60 B each)."
+    )
+    payload = {
+        "args": vars(args),
+        "summary": summary,
+        "epochs": results,
+        "machine": common.machine(),
+    }
     name = args.output or ("bench_epoch_quick.json" if args.quick else "bench_epoch.json")
     print("wrote", common.write_json(name, payload))
 

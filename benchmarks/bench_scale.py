@@ -84,30 +84,47 @@ def main(argv=None):
     rss0 = common.peak_rss_mib()
     start = time.perf_counter()
     jit = True if args.jit_compile == "true" else "auto"
-    model = common.compile_sgd(common.mlp(widths, epsilon=args.epsilon,
-                                          kernel_impl=args.kernel_impl), jit_compile=jit)
+    model = common.compile_sgd(
+        common.mlp(widths, epsilon=args.epsilon, kernel_impl=args.kernel_impl), jit_compile=jit
+    )
     build_s = time.perf_counter() - start
     nnz = common.nnz(model)
     print(f"{sum(widths):,} neurons, nnz {nnz:,}, built in {build_s:.1f} s", flush=True)
     set_cb, timer = TimedSET(zeta=0.3, seed=0), EpochTimer()
-    model.fit(x, y, batch_size=args.batch, epochs=2, verbose=0, shuffle=True,
-              callbacks=[timer, set_cb])
+    model.fit(
+        x, y, batch_size=args.batch, epochs=2, verbose=0, shuffle=True, callbacks=[timer, set_cb]
+    )
     train_s, evolve_s = timer.seconds[1], set_cb.seconds[0]
     peak = common.peak_rss_mib()
     estimate = nnz_bytes(nnz, widths, args.batch) / 2**20
-    result = {"widths": widths, "neurons": sum(widths), "nnz": nnz, "epsilon": args.epsilon,
-              "batch": args.batch, "kernel_impl": args.kernel_impl, "build_s": build_s,
-              "first_epoch_s": timer.seconds[0], "train_epoch_s": train_s,
-              "evolution_s": evolve_s, "epoch_s": train_s + evolve_s,
-              "peak_rss_mib": peak, "rss_before_model_mib": rss0,
-              "nnz_estimate_mib": estimate, "dense_kernel_mib": sum(
-                  a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) * 4 / 2**20,
-              "machine": common.machine()}
-    print(f"epoch: training {train_s:.1f} s + evolution {evolve_s:.1f} s = "
-          f"{train_s + evolve_s:.1f} s (first epoch, with tracing: {timer.seconds[0]:.1f} s); "
-          f"peak RSS {peak:,.0f} MiB (before the model {rss0:,.0f} MiB), nnz-based estimate "
-          f"{estimate:,.0f} MiB; a dense float32 kernel would need "
-          f"{result['dense_kernel_mib']:,.0f} MiB", flush=True)
+    result = {
+        "widths": widths,
+        "neurons": sum(widths),
+        "nnz": nnz,
+        "epsilon": args.epsilon,
+        "batch": args.batch,
+        "kernel_impl": args.kernel_impl,
+        "build_s": build_s,
+        "first_epoch_s": timer.seconds[0],
+        "train_epoch_s": train_s,
+        "evolution_s": evolve_s,
+        "epoch_s": train_s + evolve_s,
+        "peak_rss_mib": peak,
+        "rss_before_model_mib": rss0,
+        "nnz_estimate_mib": estimate,
+        "dense_kernel_mib": sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        * 4
+        / 2**20,
+        "machine": common.machine(),
+    }
+    print(
+        f"epoch: training {train_s:.1f} s + evolution {evolve_s:.1f} s = "
+        f"{train_s + evolve_s:.1f} s (first epoch, with tracing: {timer.seconds[0]:.1f} s); "
+        f"peak RSS {peak:,.0f} MiB (before the model {rss0:,.0f} MiB), nnz-based estimate "
+        f"{estimate:,.0f} MiB; a dense float32 kernel would need "
+        f"{result['dense_kernel_mib']:,.0f} MiB",
+        flush=True,
+    )
     name = args.output or f"bench_scale_{args.hidden}.json"
     print("wrote", common.write_json(name, result))
 

@@ -76,25 +76,35 @@ def time_models(models, widths, batch, spe, steps, rounds):
     rounds = max(rounds, -(-steps // 5))
     for _ in range(rounds):
         for name, model in models.items():
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False,
-                      callbacks=[timers[name]])
+            model.fit(
+                x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[timers[name]]
+            )
     return {name: float(np.median(t.gaps)) for name, t in timers.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="Leukemia shape, epsilon 10, batch 2 and 32 only.")
+    parser.add_argument(
+        "--quick", action="store_true", help="Leukemia shape, epsilon 10, batch 2 and 32 only."
+    )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--epsilons", nargs="+", type=float, default=[10, 20])
     parser.add_argument("--batches", nargs="+", type=int, default=[2, 16, 31, 32, 128])
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--steps", type=int, default=25, help="Timed steps per model (>= 20).")
-    parser.add_argument("--steps-per-execution", type=int, default=1,
-                        help="Keras compile(steps_per_execution=...). Defaults to 1.")
-    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true"],
-                        help="Keras compile(jit_compile=...) for every model. 'true' only "
-                             "takes effect for XLA-compatible paths (gather, dense).")
+    parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=1,
+        help="Keras compile(steps_per_execution=...). Defaults to 1.",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        default="auto",
+        choices=["auto", "true"],
+        help="Keras compile(jit_compile=...) for every model. 'true' only "
+        "takes effect for XLA-compatible paths (gather, dense).",
+    )
     parser.add_argument("--output", default=None, help="File name under benchmarks/results/.")
     args = parser.parse_args(argv)
     if args.quick:
@@ -104,9 +114,11 @@ def main(argv=None):
     spe = args.steps_per_execution
 
     flops, bandwidth = common.machine_peaks()
-    print(f"P = {flops / 1e9:.1f} GFLOP/s (2048^3 matmul), BW = {bandwidth / 1e9:.1f} GB/s "
-          f"(256 MiB copy); steps_per_execution={spe}, jit_compile={args.jit_compile}",
-          flush=True)
+    print(
+        f"P = {flops / 1e9:.1f} GFLOP/s (2048^3 matmul), BW = {bandwidth / 1e9:.1f} GB/s "
+        f"(256 MiB copy); steps_per_execution={spe}, jit_compile={args.jit_compile}",
+        flush=True,
+    )
     rows = []
     for shape in args.shapes:
         widths = SHAPES[shape]
@@ -114,24 +126,41 @@ def main(argv=None):
             dense = common.compile_sgd(common.mlp(widths, sparse=False), spe, jit)
             dense_time = None
             for epsilon in args.epsilons:
-                models = {impl: common.compile_sgd(
-                    common.mlp(widths, epsilon=epsilon, kernel_impl=impl), spe, jit)
-                    for impl in args.impls}
+                models = {
+                    impl: common.compile_sgd(
+                        common.mlp(widths, epsilon=epsilon, kernel_impl=impl), spe, jit
+                    )
+                    for impl in args.impls
+                }
                 n = common.nnz(models[args.impls[0]])
                 if dense_time is None:
                     models["dense"] = dense
                 times = time_models(models, widths, batch, spe, args.steps, rounds=4)
                 dense_time = times.pop("dense", dense_time)
                 floor, work, traffic = floor_seconds(widths, n, batch, flops, bandwidth)
-                row = {"shape": shape, "widths": widths, "epsilon": epsilon, "batch": batch,
-                       "nnz": n, "dense_s": dense_time, "sparse_s": times,
-                       "floor_s": floor, "flops": work, "bytes": traffic}
+                row = {
+                    "shape": shape,
+                    "widths": widths,
+                    "epsilon": epsilon,
+                    "batch": batch,
+                    "nnz": n,
+                    "dense_s": dense_time,
+                    "sparse_s": times,
+                    "floor_s": floor,
+                    "flops": work,
+                    "bytes": traffic,
+                }
                 rows.append(row)
                 print(_format_row(row, args.impls), flush=True)
                 del models
             del dense
-    payload = {"args": vars(args), "P_flops": flops, "BW_bytes": bandwidth,
-               "machine": common.machine(), "rows": rows}
+    payload = {
+        "args": vars(args),
+        "P_flops": flops,
+        "BW_bytes": bandwidth,
+        "machine": common.machine(),
+        "rows": rows,
+    }
     name = args.output or ("bench_step_quick.json" if args.quick else "bench_step.json")
     print("\n" + table(rows, args.impls))
     print("wrote", common.write_json(name, payload))
@@ -139,8 +168,10 @@ def main(argv=None):
 
 def _format_row(row, impls):
     parts = " ".join(f"{impl}={row['sparse_s'][impl] * 1e3:.2f}" for impl in impls)
-    return (f"{row['shape']} eps={row['epsilon']:g} batch={row['batch']} nnz={row['nnz']}: "
-            f"dense={row['dense_s'] * 1e3:.2f} {parts} floor={row['floor_s'] * 1e3:.3f} ms")
+    return (
+        f"{row['shape']} eps={row['epsilon']:g} batch={row['batch']} nnz={row['nnz']}: "
+        f"dense={row['dense_s'] * 1e3:.2f} {parts} floor={row['floor_s'] * 1e3:.3f} ms"
+    )
 
 
 def table(rows, impls):
@@ -153,11 +184,20 @@ def table(rows, impls):
         sparse = row["sparse_s"]
         auto = sparse.get("auto", min(sparse.values()))
         best = min(sparse.values())
-        cells = [row["shape"], f"{row['epsilon']:g}", str(row["batch"]), str(row["nnz"]),
-                 f"{row['dense_s'] * 1e3:.1f}"]
+        cells = [
+            row["shape"],
+            f"{row['epsilon']:g}",
+            str(row["batch"]),
+            str(row["nnz"]),
+            f"{row['dense_s'] * 1e3:.1f}",
+        ]
         cells += [f"{sparse[impl] * 1e3:.2f}" for impl in impls]
-        cells += [f"{row['floor_s'] * 1e3:.3f}", f"{row['dense_s'] / auto:.1f}x",
-                  f"{row['dense_s'] / best:.1f}x", f"{row['floor_s'] / auto:.0%}"]
+        cells += [
+            f"{row['floor_s'] * 1e3:.3f}",
+            f"{row['dense_s'] / auto:.1f}x",
+            f"{row['dense_s'] / best:.1f}x",
+            f"{row['floor_s'] / auto:.0%}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

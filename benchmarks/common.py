@@ -23,8 +23,15 @@ def mlp(widths, sparse=True, epsilon=10, kernel_impl="auto", seed=0):
     for i, units in enumerate(widths[1:]):
         activation = "softmax" if i == len(widths) - 2 else "relu"
         if sparse:
-            model.add(SparseDense(units, epsilon=epsilon, activation=activation,
-                                  kernel_impl=kernel_impl, seed=seed + i))
+            model.add(
+                SparseDense(
+                    units,
+                    epsilon=epsilon,
+                    activation=activation,
+                    kernel_impl=kernel_impl,
+                    seed=seed + i,
+                )
+            )
         else:
             model.add(keras.layers.Dense(units, activation=activation))
     return model
@@ -32,9 +39,12 @@ def mlp(widths, sparse=True, epsilon=10, kernel_impl="auto", seed=0):
 
 def compile_sgd(model, steps_per_execution=1, jit_compile="auto", lr=0.01):
     """SGD with momentum 0.9 and sparse categorical cross-entropy."""
-    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
-                  loss="sparse_categorical_crossentropy",
-                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    model.compile(
+        optimizer=keras.optimizers.SGD(lr, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
     return model
 
 
@@ -75,9 +85,14 @@ def peak_rss_mib() -> float:
 def machine() -> dict:
     import tensorflow as tf
 
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def write_json(name: str, payload: dict) -> str:

@@ -29,6 +29,8 @@ retraces or recompiles any of these; neuron pruning, which changes them, does.
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
@@ -73,7 +75,8 @@ def _gather_backward(x, indices, values, dy):
     dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), indices[:, 1])  # [nnz, batch]
     d_values = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * dy_t, axis=1)
     dx_t = tf.math.unsorted_segment_sum(
-        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], tf.shape(x_t)[0])
+        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], tf.shape(x_t)[0]
+    )
     return tf.cast(tf.transpose(dx_t), x.dtype), tf.cast(d_values, values.dtype)
 
 
@@ -84,30 +87,100 @@ def _gather_values_grad(x, indices, dy):
     return tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
 
 
+# Shape buckets. XLA compiles one program per input shape, so each neuron
+# pruning event (new nnz and widths) would otherwise cost a compilation per layer
+# and batch shape. Once a layer has been resized, the gather path pads nnz with
+# zero-valued connections at (0, 0) to a grid of 8 sizes per doubling (at most
+# 9% extra work) and the widths, which only cost width x batch work, to powers of
+# two, so a run of pruning events reuses compiled programs. Padding is exact:
+# a zero value adds nothing to the output or to the input gradient, and the
+# padded entries of the gradients are sliced away.
+NNZ_BUCKETS_PER_DOUBLING = 8
+
+
+def bucket_size(n: int, per_doubling: int) -> int:
+    """Smallest size >= `n` on the grid `ceil(2 ** (k / per_doubling))`, at least 8."""
+    if n <= 8:
+        return 8
+    k = math.floor(math.log2(n) * per_doubling)
+    while math.ceil(2 ** (k / per_doubling)) < n:
+        k += 1
+    return math.ceil(2 ** (k / per_doubling))
+
+
+def _pad(x, indices, values, n_out):
+    n_in, nnz = x.shape[-1], indices.shape[0]
+    in_b, nnz_b = bucket_size(n_in, 1), bucket_size(nnz, NNZ_BUCKETS_PER_DOUBLING)
+    x_p = tf.pad(x, [[0, 0], [0, in_b - n_in]])
+    indices_p = tf.pad(indices, [[0, nnz_b - nnz], [0, 0]])
+    values_p = tf.pad(values, [[0, nnz_b - nnz]])
+    return x_p, indices_p, values_p, bucket_size(n_out, 1)
+
+
+def _bucketing(bucket: bool) -> bool:
+    # Inside an XLA-compiled model the whole step recompiles anyway.
+    return bucket and not _in_xla_context()
+
+
+def _forward(x, indices, values, n_out, bucket):
+    if not _bucketing(bucket):
+        return _gather_forward(x, indices, values, n_out)
+    x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
+    return _gather_forward(x_p, indices_p, values_p, out_b)[:, :n_out]
+
+
+def _backward(x, indices, values, dy, bucket):
+    if not _bucketing(bucket):
+        return _gather_backward(x, indices, values, dy)
+    n_in, nnz, n_out = x.shape[-1], indices.shape[0], dy.shape[-1]
+    x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
+    dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
+    dx, d_values = _gather_backward(x_p, indices_p, values_p, dy_p)
+    return dx[:, :n_in], d_values[:nnz]
+
+
+def _values_grad(x, indices, dy, bucket):
+    if not _bucketing(bucket):
+        return _gather_values_grad(x, indices, dy)
+    nnz, n_out = indices.shape[0], dy.shape[-1]
+    x_p, indices_p, _, out_b = _pad(x, indices, tf.zeros(nnz, dy.dtype), n_out)
+    dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
+    return _gather_values_grad(x_p, indices_p, dy_p)[:nnz]
+
+
 def _csr(indices, values, n_in, n_out):
     return tf.raw_ops.SparseTensorToCSRSparseMatrix(
-        indices=indices, values=tf.cast(values, tf.float32),
-        dense_shape=tf.constant([n_in, n_out], tf.int64))
+        indices=indices,
+        values=tf.cast(values, tf.float32),
+        dense_shape=tf.constant([n_in, n_out], tf.int64),
+    )
 
 
 def _csr_forward(x, indices, values, n_in, n_out):
     # x @ K = (K^T x^T)^T, in one call.
     y = tf.raw_ops.SparseMatrixMatMul(
-        a=_csr(indices, values, n_in, n_out), b=tf.cast(x, tf.float32),
-        transpose_a=True, transpose_b=True, transpose_output=True)
+        a=_csr(indices, values, n_in, n_out),
+        b=tf.cast(x, tf.float32),
+        transpose_a=True,
+        transpose_b=True,
+        transpose_output=True,
+    )
     return tf.cast(y, x.dtype)
 
 
-def _csr_backward(x, indices, values, dy, n_in, n_out):
+def _csr_backward(x, indices, values, dy, n_in, n_out, bucket=False):
     # dy @ K^T = (K dy^T)^T: the row-major CSR matrix as it is.
     dx = tf.raw_ops.SparseMatrixMatMul(
-        a=_csr(indices, values, n_in, n_out), b=tf.cast(dy, tf.float32),
-        transpose_b=True, transpose_output=True)
-    d_values = _gather_values_grad(x, indices, dy)
+        a=_csr(indices, values, n_in, n_out),
+        b=tf.cast(dy, tf.float32),
+        transpose_b=True,
+        transpose_output=True,
+    )
+    d_values = _values_grad(x, indices, dy, bucket)
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
-def gather_matmul(x, indices, values, n_in: int, n_out: int):
+def gather_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
     """`x @ K` as gather, scale and segment-sum, compiled with XLA.
 
     The forward and backward passes are each an XLA-compiled function, so the
@@ -119,20 +192,20 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int):
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _gather_backward(x, indices, values, dy)
+            return _backward(x, indices, values, dy, bucket)
 
-        return _gather_forward(x, indices, values, n_out), grad
+        return _forward(x, indices, values, n_out, bucket), grad
 
     return _product(x, values)
 
 
-def csr_matmul(x, indices, values, n_in: int, n_out: int):
+def csr_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
     """`x @ K` with TensorFlow's CSR sparse-matrix kernels (see module docstring)."""
 
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _csr_backward(x, indices, values, dy, n_in, n_out)
+            return _csr_backward(x, indices, values, dy, n_in, n_out, bucket)
 
         return _csr_forward(x, indices, values, n_in, n_out), grad
 
@@ -144,27 +217,31 @@ def _in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
-def auto_matmul(x, indices, values, n_in: int, n_out: int):
+def auto_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
     """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
     if _in_xla_context():
-        return gather_matmul(x, indices, values, n_in, n_out)
+        return gather_matmul(x, indices, values, n_in, n_out, bucket)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.
         impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul
-        return impl(x, indices, values, n_in, n_out)
+        return impl(x, indices, values, n_in, n_out, bucket)
 
     @tf.custom_gradient
     def _product(x, values):
         use_csr = tf.shape(x)[0] >= AUTO_CSR_MIN_BATCH
 
         def grad(dy):
-            return tf.cond(use_csr,
-                           lambda: _csr_backward(x, indices, values, dy, n_in, n_out),
-                           lambda: _gather_backward(x, indices, values, dy))
+            return tf.cond(
+                use_csr,
+                lambda: _csr_backward(x, indices, values, dy, n_in, n_out, bucket),
+                lambda: _backward(x, indices, values, dy, bucket),
+            )
 
-        y = tf.cond(use_csr,
-                    lambda: _csr_forward(x, indices, values, n_in, n_out),
-                    lambda: _gather_forward(x, indices, values, n_out))
+        y = tf.cond(
+            use_csr,
+            lambda: _csr_forward(x, indices, values, n_in, n_out),
+            lambda: _forward(x, indices, values, n_out, bucket),
+        )
         return y, grad
 
     return _product(x, values)
@@ -178,6 +255,14 @@ _FUNCTIONS = {
 }
 
 
-def sparse_matmul(kernel_impl: str, x, indices, values, n_in: int, n_out: int):
-    """Dispatch to the implementation named by `kernel_impl`."""
-    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out)
+def sparse_matmul(
+    kernel_impl: str, x, indices, values, n_in: int, n_out: int, bucket: bool = False
+):
+    """Dispatch to the implementation named by `kernel_impl`.
+
+    `bucket=True` pads the XLA gather path's shapes to buckets (see
+    `bucket_size`); layers pass it once neuron pruning has resized them.
+    """
+    if kernel_impl == "sparse_dense_matmul":
+        return sparse_dense_matmul(x, indices, values, n_in, n_out)
+    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, bucket)

@@ -35,7 +35,10 @@ def rewire_layer(
     values = take_with_source(layer.values.numpy(), rewiring.source, new_values)
     set_value(layer.indices, rewiring.indices, strategy)
     carry(layer.values, values, rewiring.source, optimizer, strategy)
-    layer.input_dim, layer.units = (int(d) for d in rewiring.shape)
+    shape = tuple(int(d) for d in rewiring.shape)
+    if shape != (layer.input_dim, layer.units):
+        layer.resized = True
+    layer.input_dim, layer.units = shape
 
 
 def _shrink_last_axis(layer, keep: np.ndarray, optimizer, strategy) -> None:

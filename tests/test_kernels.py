@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_npset import SETEvolution, SparseDense, kernels
+from keras_npset import NeuronPruning, SETEvolution, SparseDense, kernels
 from keras_npset.topology import erdos_renyi_indices
 
 PATHS = ("gather", "csr", "sparse_dense_matmul", "auto")
@@ -34,8 +34,13 @@ def _run(impl, indices, values, x, dy, n_in, n_out, graph):
         return (y, *tape.gradient(loss, [x, values]))
 
     if graph:  # Unknown batch size, as inside Keras's fit.
-        step = tf.function(step, input_signature=[
-            tf.TensorSpec([None, n_in], tf.float32), tf.TensorSpec([None], tf.float32)])
+        step = tf.function(
+            step,
+            input_signature=[
+                tf.TensorSpec([None, n_in], tf.float32),
+                tf.TensorSpec([None], tf.float32),
+            ],
+        )
     return [t.numpy() for t in step(tf.constant(x), tf.constant(values))]
 
 
@@ -115,13 +120,18 @@ def _traces():
 @pytest.mark.parametrize("impl,jit", [("gather", "auto"), ("auto", "auto"), ("auto", True)])
 def test_set_step_does_not_retrace(impl, jit):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((40,)),
-        SparseDense(30, epsilon=3, activation="relu", kernel_impl=impl),
-        SparseDense(2, epsilon=3, activation="softmax", kernel_impl=impl),
-    ])
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy", jit_compile=jit)
+    model = keras.Sequential(
+        [
+            keras.Input((40,)),
+            SparseDense(30, epsilon=3, activation="relu", kernel_impl=impl),
+            SparseDense(2, epsilon=3, activation="softmax", kernel_impl=impl),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=jit,
+    )
     x = np.random.rand(32, 40).astype("float32")
     y = np.random.randint(0, 2, 32)
     set_cb = SETEvolution(zeta=0.3, seed=1)
@@ -156,3 +166,68 @@ def test_sparse_faster_than_dense_at_batch_2_on_a_wide_layer():
             model.train_on_batch(x, y)
             times[id(model)].append(time.perf_counter() - start)
     assert np.median(times[id(sparse)]) * 1.5 < np.median(times[id(dense)])
+
+
+# ---------------------------------------------------------------- shape buckets
+
+
+def test_bucket_sizes_cover_and_bound_the_padding():
+    bucket_size = kernels.bucket_size
+    for n in [0, 1, 8, 9, 100, 1000, 6553, 294_235, 12_000_000]:
+        b8, b1 = bucket_size(n, 8), bucket_size(n, 1)
+        assert b8 >= n and b1 >= n
+        assert b8 <= max(8, n * 2 ** (1 / 8) + 1)
+        assert b1 <= max(8, 2 * n)
+    # Pruning 7000 -> 1320 in 41 steps of 4% meets few distinct buckets.
+    widths, n = set(), 7000
+    for _ in range(41):
+        n -= int(0.04 * n)
+        widths.add(bucket_size(n, 1))
+    assert len(widths) <= 3
+
+
+@pytest.mark.parametrize("impl", ["gather", "auto", "csr"])
+def test_bucketed_path_is_exact(impl):
+    rng = np.random.default_rng(7)
+    layer = SparseDense(37, epsilon=3, kernel_impl=impl, seed=1)
+    x = tf.constant(rng.standard_normal((5, 53)).astype("float32"))
+    layer(x)
+    results = []
+    for resized in (False, True):
+        layer.resized = resized
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y**2)
+        results.append([y, *tape.gradient(loss, [x, layer.values])])
+    for plain, padded in zip(*results, strict=True):
+        np.testing.assert_array_equal(plain.numpy(), padded.numpy())
+
+
+def test_pruning_events_reuse_compiled_programs():
+    """After the first resize, consecutive pruning events mostly hit cached shapes."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            SparseDense(60, activation="relu", kernel_impl="gather", seed=0),
+            SparseDense(60, activation="relu", kernel_impl="gather", seed=1),
+            SparseDense(3, kernel_impl="gather", seed=2),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype("float32")
+    y = np.zeros((8, 3), "float32")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    before = kernels._gather_forward.experimental_get_tracing_count()
+    model.fit(
+        x,
+        y,
+        epochs=12,
+        batch_size=8,
+        verbose=0,
+        callbacks=[NeuronPruning(alpha=0.04, start=0, epochs=10, seed=0)],
+    )
+    traces = kernels._gather_forward.experimental_get_tracing_count() - before
+    # 11 events x 3 layers would be 33 new programs without buckets.
+    assert traces <= 12, traces

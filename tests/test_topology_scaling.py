@@ -13,11 +13,14 @@ def test_unique_sorted_matches_numpy():
         np.testing.assert_array_equal(T.unique_sorted(flat), np.unique(flat))
 
 
-@pytest.mark.parametrize("occupied,total,count", [
-    ([0, 3, 5], 20, 4),          # rejection sampling
-    (list(range(16)), 20, 2),    # mostly occupied: enumerated
-    ([1, 2], 20, 15),            # most free positions wanted: enumerated
-])
+@pytest.mark.parametrize(
+    "occupied,total,count",
+    [
+        ([0, 3, 5], 20, 4),  # rejection sampling
+        (list(range(16)), 20, 2),  # mostly occupied: enumerated
+        ([1, 2], 20, 15),  # most free positions wanted: enumerated
+    ],
+)
 def test_sample_free_positions_uniform_distinct_sorted(occupied, total, count):
     rng = np.random.default_rng(1)
     occupied = np.array(occupied, np.int64)
