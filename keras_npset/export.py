@@ -125,7 +125,7 @@ def export_saved_model(model, filepath, kernel_impl="sparse_dense_matmul", **kwa
     Args:
         model: A built Keras model.
         filepath: Directory to write the SavedModel to.
-        kernel_impl: One of `"sparse_dense_matmul"`, `"gather"`, `"auto"`
+        kernel_impl: One of `"sparse_dense_matmul"`, `"gather"`, `"csr"`, `"auto"`
             (see `SparseDense`). Defaults to `"sparse_dense_matmul"`.
         **kwargs: Passed to `model.export` (e.g. `verbose`,
             `input_signature`).

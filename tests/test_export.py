@@ -139,8 +139,8 @@ def test_export_saved_model_without_xla(trained, tmp_path):
     assert {layer.kernel_impl for layer in model.layers if isinstance(layer, SparseDense)} == {
         "auto"
     }
-    with pytest.raises(ValueError, match=r"Received: kernel_impl='csr'"):
-        export_saved_model(model, tmp_path / "x", kernel_impl="csr")
+    with pytest.raises(ValueError, match=r"Received: kernel_impl='cuda'"):
+        export_saved_model(model, tmp_path / "x", kernel_impl="cuda")
     with pytest.raises(ValueError, match=r"Received: filepath=None"):
         export_saved_model(model, None)
 

@@ -63,7 +63,7 @@ BAD = {
         "activity_regularizer": ["nope"],
         "kernel_constraint": ["nope"],
         "bias_constraint": ["nope", 2.0],
-        "kernel_impl": ["csr", None, "AUTO"],
+        "kernel_impl": ["cuda", None, "AUTO"],
         "seed": [-1, 1.5, "0", True],
         "initial_units": [0, 3, 16.0, "16"],
     },
@@ -102,7 +102,7 @@ BAD = {
     _export: {
         "model": [None, "model.keras"],
         "filepath": [None, "", 3],
-        "kernel_impl": ["csr", None],
+        "kernel_impl": ["cuda", None],
     },
     to_dense_model: {
         "model": [None, "model.keras", SparseDense(4), keras.Sequential([SparseDense(4)])],
