@@ -83,7 +83,7 @@ def aggregate(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 def markdown_report(
     results: list[dict[str, Any]],
     paper: dict[str, dict[str, str]],
-    epochs: int,
+    epochs: int | str,
     notes: list[str] = (),
 ) -> str:
     """The Markdown report: our numbers beside the paper's Table 2 and Table 3."""
@@ -146,7 +146,13 @@ def _finished(cfg) -> dict[str, Any] | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", required=True, help="folder with scikit-feature <name>.mat")
+    p.add_argument("--data-dir", help="folder with scikit-feature <name>.mat (required to train)")
+    p.add_argument(
+        "--collect",
+        nargs="+",
+        metavar="JSON",
+        help="only merge the JSON outputs of earlier invocations into one report (no training)",
+    )
     p.add_argument("--datasets", nargs="+", help="default: every paper dataset found in DIR")
     p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), choices=ALL_METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -158,9 +164,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def collect(paths: list[str], out: str, paper: dict[str, dict[str, str]]) -> str:
+    """One report from the JSON outputs of several invocations (e.g. different seed counts)."""
+    from keras_npset import experiment
+
+    results, notes, epochs = [], [], set()
+    for path in paths:
+        with open(path) as f:
+            part = json.load(f)
+        results += part["results"]
+        notes += [n for n in part.get("notes", []) if n not in notes]
+        epochs.add(part["args"]["epochs"])
+    report = markdown_report(results, paper, "/".join(str(e) for e in sorted(epochs)), notes)
+    experiment.write_text(out, report)
+    experiment.write_json(
+        os.path.splitext(out)[0] + ".json", {"collected": paths, "results": results, "notes": notes}
+    )
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     paper = read_paper_tables()
+    if args.collect:
+        try:
+            print(collect(args.collect, args.out, paper))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: cannot collect reports: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.data_dir:
+        print("error: --data-dir is required unless --collect is given", file=sys.stderr)
+        return 2
     datasets = args.datasets or [
         n for n in paper if os.path.exists(os.path.join(args.data_dir, f"{n}.mat"))
     ]

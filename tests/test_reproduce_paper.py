@@ -112,3 +112,29 @@ def test_tiny_dense_run_and_resume(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", [[], [1.0]])
 def test_mean_std_edge_cases(value):
     assert rp._mean_std(value) in ("–", "1.00")
+
+
+def test_collect_merges_reports_of_different_seed_counts(tmp_path, capsys):
+    set_part = {
+        "args": {"epochs": 100},
+        "notes": [],
+        "results": [_result("set", s, 80.0 + s, 70.0) for s in (0, 1, 2)],
+    }
+    npset_part = {
+        "args": {"epochs": 100},
+        "notes": ["a note"],
+        "results": [_result("npset", 0, 90.0, 85.0)],
+    }
+    paths = []
+    for name, part in (("a.json", set_part), ("b.json", npset_part)):
+        (tmp_path / name).write_text(json.dumps(part))
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "all.md"
+    assert rp.main(["--collect", *paths, "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "81.00 ± 1.00" in report  # the three set seeds together
+    assert "| npset | 88.00 | 90.00 | 85.00 | 0 |" in report
+    assert "a note" in report
+    assert len(json.loads((tmp_path / "all.json").read_text())["results"]) == 4
+    assert rp.main(["--collect", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "error: cannot collect" in capsys.readouterr().err
