@@ -20,20 +20,16 @@ import tomllib
 import typing
 from typing import Any
 
+from keras_npset.callbacks import NEW_VALUE_INITS
+from keras_npset.kernels import IMPLEMENTATIONS
+from keras_npset.layers import KERNEL_INITIALIZERS
+from keras_npset.topology import CRITERIA
+
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
-INITS = ("normal", "zeros")
-CRITERIA = ("total", "in", "out")
 LOSSES = ("mse", "categorical_crossentropy")
-KERNEL_IMPLS = ("auto", "gather", "sparse_dense_matmul")
-KERNEL_INITIALIZERS = (
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "set_normal",
-)
+# The valid choices below are owned by the modules that implement them.
+INITS = NEW_VALUE_INITS
+KERNEL_IMPLS = IMPLEMENTATIONS
 
 
 class ConfigError(ValueError):
@@ -77,7 +73,8 @@ class ModelConfig:
     criterion: str = "total"
     # Neuron pruning never shrinks a layer below this many units.
     min_units: int = 1
-    # Sparse kernel implementation of SparseDense: "auto", "gather" or "sparse_dense_matmul".
+    # Sparse kernel implementation of SparseDense: "auto", "gather", "csr" or
+    # "sparse_dense_matmul" (see keras_npset.kernels).
     kernel_impl: str = "auto"
     # Initial weights (all layers): a Keras variance-scaling name (fans of a sparse layer
     # are its average degrees) or "set_normal", N(0, 1) / 10 as the original SET code.
