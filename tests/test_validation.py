@@ -24,6 +24,13 @@ from keras_npset.export import export_saved_model  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Relative paths below (log dirs, export dirs) resolve inside a temporary folder,
+    so a value that is unexpectedly valid cannot write into the working tree."""
+    monkeypatch.chdir(tmp_path)
+
 FINAL_WIDTH = {"units": 100, "alpha": 0.1, "n_events": 3, "min_units": 1}
 
 
