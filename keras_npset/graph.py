@@ -138,8 +138,9 @@ def topology_stats(model) -> dict:
     layers = [layer for layer in sparse_layers(model) if layer.built]
     if not layers:
         return stats
-    hidden = {link.layer.name for link in hidden_links(model)}
-    created = initial_widths(model)
+    model_links = links(model)
+    hidden = {link.layer.name for link in model_links if link.next is not None}
+    created = initial_widths(model, model_links)
     params = neurons = dense_params = 0
     for layer in layers:
         stats[f"params/{layer.name}"] = layer.nnz
@@ -157,10 +158,13 @@ def topology_stats(model) -> dict:
     return stats
 
 
-def initial_widths(model) -> dict[str, tuple[int, int]]:
-    """`(input width, units)` of each SparseDense layer as created (before pruning)."""
+def initial_widths(model, model_links: list[Link] | None = None) -> dict[str, tuple[int, int]]:
+    """`(input width, units)` of each SparseDense layer as created (before pruning).
+
+    `model_links` may pass in `links(model)` when the caller has it already.
+    """
     widths = {layer.name: (layer.input_dim, layer.initial_units) for layer in sparse_layers(model)}
-    for link in links(model):
+    for link in model_links if model_links is not None else links(model):
         if link.next is not None:
             widths[link.next.name] = (link.layer.initial_units, widths[link.next.name][1])
     return widths
