@@ -44,6 +44,7 @@ from keras_npset.topology import (
     select_neurons,
     set_rewire,
 )
+from keras_npset.validation import check_fraction, check_int
 
 _HOOK = "_keras_npset_topology_logging"
 NEW_VALUE_INITS = ("normal", "zeros")
@@ -98,17 +99,6 @@ class _LogHook:
         self.owners.discard(id(owner))
         if not self.owners:
             self.uninstall()
-
-
-def _check_fraction(name, value):
-    ok = (
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool | np.bool_)
-        and 0 <= value < 1
-    )
-    if not ok:
-        raise ValueError(f"Expected `{name}` to be a number in [0, 1). Received: {name}={value!r}")
-    return float(value)
 
 
 def _check_layers(layers):
@@ -259,7 +249,7 @@ class SETEvolution(_TopologyCallback):
 
     def __init__(self, zeta=0.3, init="normal", seed=None, layers=None):
         super().__init__(layers=layers, seed=seed)
-        self.zeta = _check_fraction("zeta", zeta)
+        self.zeta = check_fraction("zeta", zeta)
         if init not in NEW_VALUE_INITS:
             raise ValueError(
                 f"Expected `init` to be one of {NEW_VALUE_INITS}. Received: init={init!r}"
@@ -367,22 +357,14 @@ class NeuronPruning(_TopologyCallback):
         seed=None,
     ):
         super().__init__(layers=layers, seed=seed)
-        self.alpha = _check_fraction("alpha", alpha)
+        self.alpha = check_fraction("alpha", alpha)
         self.schedule = PruningSchedule(start=start, epochs=epochs)
         if criterion not in CRITERIA:
             raise ValueError(
                 f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
             )
         self.criterion = criterion
-        if (
-            isinstance(min_units, bool | np.bool_)
-            or not isinstance(min_units, int | np.integer)
-            or min_units < 1
-        ):
-            raise ValueError(
-                f"Expected `min_units` to be an integer >= 1. Received: min_units={min_units!r}"
-            )
-        self.min_units = int(min_units)
+        self.min_units = check_int("min_units", min_units, 1)
         self.events = []
         self._targets = []
 
@@ -495,17 +477,8 @@ class TopologyLogger(keras.callbacks.Callback):
             raise ValueError(
                 f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
             )
-        if (
-            isinstance(histogram_freq, bool | np.bool_)
-            or not isinstance(histogram_freq, int | np.integer)
-            or histogram_freq < 0
-        ):
-            raise ValueError(
-                "Expected `histogram_freq` to be an integer >= 0. "
-                f"Received: histogram_freq={histogram_freq!r}"
-            )
         self.log_dir = os.fspath(log_dir)
-        self.histogram_freq = int(histogram_freq)
+        self.histogram_freq = check_int("histogram_freq", histogram_freq, 0)
         self._writer = None
 
     def on_train_begin(self, logs=None):

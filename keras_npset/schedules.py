@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from keras_npset.topology import neurons_to_remove
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if (
-        isinstance(value, bool | np.bool_)
-        or not isinstance(value, int | np.integer)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
+from keras_npset.validation import check_fraction, check_int
 
 
 class PruningSchedule:
@@ -42,8 +29,8 @@ class PruningSchedule:
     """
 
     def __init__(self, start: int = 10, epochs: int = 40):
-        self.start = _check_int("start", start, 0)
-        self.epochs = _check_int("epochs", epochs, 0)
+        self.start = check_int("start", start, 0)
+        self.epochs = check_int("epochs", epochs, 0)
 
     def __call__(self, epoch: int) -> bool:
         """Whether neurons are pruned at the beginning of `epoch`."""
@@ -51,7 +38,7 @@ class PruningSchedule:
 
     def events(self, total_epochs: int) -> list[int]:
         """The pruning epochs within a run of `total_epochs` epochs."""
-        total_epochs = _check_int("total_epochs", total_epochs, 0)
+        total_epochs = check_int("total_epochs", total_epochs, 0)
         last = min(self.start + self.epochs, total_epochs - 1)
         return list(range(self.start, last + 1))
 
@@ -72,16 +59,10 @@ def final_width(units: int, alpha: float, n_events: int, min_units: int = 1) -> 
     >>> final_width(7000, 0.04, 41)
     1320
     """
-    units = _check_int("units", units, 1)
-    n_events = _check_int("n_events", n_events, 0)
-    min_units = _check_int("min_units", min_units, 1)
-    ok = (
-        isinstance(alpha, int | float | np.integer | np.floating)
-        and not isinstance(alpha, bool | np.bool_)
-        and 0 <= alpha < 1
-    )
-    if not ok:
-        raise ValueError(f"Expected `alpha` to be a number in [0, 1). Received: alpha={alpha!r}")
+    units = check_int("units", units, 1)
+    n_events = check_int("n_events", n_events, 0)
+    min_units = check_int("min_units", min_units, 1)
+    check_fraction("alpha", alpha)
     for _ in range(n_events):
         units -= neurons_to_remove(units, alpha, min_units)
     return units
