@@ -31,6 +31,7 @@ def _in_tmp_path(tmp_path, monkeypatch):
     so a value that is unexpectedly valid cannot write into the working tree."""
     monkeypatch.chdir(tmp_path)
 
+
 FINAL_WIDTH = {"units": 100, "alpha": 0.1, "n_events": 3, "min_units": 1}
 
 
