@@ -8,6 +8,9 @@ Runs two epochs with `model.fit` and reports the second one: its training
 time, and the time of the SET evolution at the end of the first (Keras's
 `fit` evolves after every epoch but the last), with the peak resident memory
 against an estimate from nnz alone (no term grows with `n_in * n_out`).
+It also reports the median step and the sum of the step times: on a shared
+machine the epoch's wall time can include stalls of tens of seconds that are
+not spent in the steps.
 
 Usage:
 
@@ -49,13 +52,18 @@ class EpochTimer(keras.callbacks.Callback):
     """Wall time of each epoch's training (callbacks at epoch end excluded)."""
 
     def on_train_begin(self, logs=None):
-        self.seconds = []
+        self.seconds, self.steps = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self.steps.append([])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self._last = time.perf_counter()
+        self.steps[-1].append(self._last - self._batch_start)
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(self._last - self._start)
@@ -109,6 +117,9 @@ def main(argv=None):
         "train_epoch_s": train_s,
         "evolution_s": evolve_s,
         "epoch_s": train_s + evolve_s,
+        "steps": len(timer.steps[1]),
+        "median_step_s": float(np.median(timer.steps[1])),
+        "sum_steps_s": float(np.sum(timer.steps[1])),
         "peak_rss_mib": peak,
         "rss_before_model_mib": rss0,
         "nnz_estimate_mib": estimate,
@@ -119,7 +130,9 @@ def main(argv=None):
     }
     print(
         f"epoch: training {train_s:.1f} s + evolution {evolve_s:.1f} s = "
-        f"{train_s + evolve_s:.1f} s (first epoch, with tracing: {timer.seconds[0]:.1f} s); "
+        f"{train_s + evolve_s:.1f} s ({result['steps']} steps, median "
+        f"{result['median_step_s'] * 1e3:.0f} ms, {result['sum_steps_s']:.1f} s in steps; "
+        f"first epoch, with tracing: {timer.seconds[0]:.1f} s); "
         f"peak RSS {peak:,.0f} MiB (before the model {rss0:,.0f} MiB), nnz-based estimate "
         f"{estimate:,.0f} MiB; a dense float32 kernel would need "
         f"{result['dense_kernel_mib']:,.0f} MiB",

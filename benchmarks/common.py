@@ -96,10 +96,14 @@ def machine() -> dict:
 
 
 def write_json(name: str, payload: dict) -> str:
-    """Write `payload` to `benchmarks/results/<name>` atomically (temp file + rename)."""
-    os.makedirs(RESULTS_DIR, exist_ok=True)
+    """Write `payload` to `benchmarks/results/<name>` atomically (temp file + rename).
+
+    An absolute `name` is written where it says.
+    """
     path = os.path.join(RESULTS_DIR, name)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".tmp")
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=1, default=float)
     os.replace(tmp, path)
