@@ -1,0 +1,23 @@
+"""benchmarks/common.py: the results writer every benchmark uses."""
+
+import importlib.util
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_common", ROOT / "benchmarks" / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def test_write_json_names_under_results_and_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
+    relative = common.write_json("sub/run.json", {"a": 1.5})
+    assert pathlib.Path(relative) == tmp_path / "results" / "sub" / "run.json"
+    absolute = common.write_json(str(tmp_path / "elsewhere" / "out.json"), {"b": 2})
+    assert pathlib.Path(absolute) == tmp_path / "elsewhere" / "out.json"
+    assert json.loads(pathlib.Path(relative).read_text()) == {"a": 1.5}
+    assert json.loads(pathlib.Path(absolute).read_text()) == {"b": 2}
+    # Atomic: no temporary file is left beside either result.
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["out.json"]
+    assert sorted(p.name for p in (tmp_path / "results" / "sub").iterdir()) == ["run.json"]
