@@ -243,20 +243,17 @@ def set_rewire(
     is_new = np.zeros(nnz, dtype=bool)
     is_new[at] = True
     kept_at = np.flatnonzero(~is_new)
-    pairs = np.empty(nnz, _PAIR)
-    pairs[at] = _pairs(indices_from_flat(new_flat, n_out))
-    pairs[kept_at] = _pairs(indices)[kept]
+    new_indices = indices_from_flat(new_flat, n_out)
+    merged = np.empty((nnz, 2), np.int64)
+    # Column by column: int64 moves are several times faster than moving
+    # 16-byte (row, col) records through a structured or void dtype.
+    for c in (0, 1):
+        column = merged[:, c]
+        column[at] = new_indices[:, c]
+        column[kept_at] = indices[:, c].take(kept)
     source = np.full(nnz, -1, np.int64)
     source[kept_at] = kept
-    return Rewiring(pairs.view(np.int64).reshape(nnz, 2), source, (n_in, n_out))
-
-
-# A (row, col) pair as one 16-byte item: moving pairs is then a 1-D take.
-_PAIR = np.dtype((np.void, 16))
-
-
-def _pairs(indices: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(indices, dtype=np.int64).view(_PAIR).reshape(-1)
+    return Rewiring(merged, source, (n_in, n_out))
 
 
 def neuron_degrees(
