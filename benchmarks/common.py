@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
-import tempfile
 import time
 
 import keras
 import numpy as np
 
-from keras_npset import SparseDense
+from keras_npset import SparseDense, experiment
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -96,15 +94,11 @@ def machine() -> dict:
 
 
 def write_json(name: str, payload: dict) -> str:
-    """Write `payload` to `benchmarks/results/<name>` atomically (temp file + rename).
+    """Write `payload` to `benchmarks/results/<name>` atomically; return the path.
 
-    An absolute `name` is written where it says.
+    An absolute `name` is written where it says. The library's atomic writer
+    does the work (temporary file beside the target, then rename).
     """
     path = os.path.join(RESULTS_DIR, name)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
-    os.replace(tmp, path)
+    experiment.write_json(path, payload)
     return path
