@@ -138,3 +138,10 @@ def test_collect_merges_reports_of_different_seed_counts(tmp_path, capsys):
     assert len(json.loads((tmp_path / "all.json").read_text())["results"]) == 4
     assert rp.main(["--collect", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     assert "error: cannot collect" in capsys.readouterr().err
+
+
+def test_training_without_data_dir_is_a_one_line_error(tmp_path, capsys):
+    assert rp.main(["--methods", "set", "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --data-dir is required unless --collect is given\n"
+    assert not (tmp_path / "r.md").exists()
