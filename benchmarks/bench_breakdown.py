@@ -86,8 +86,8 @@ def measure(widths, epsilon, batch, rounds, flops, bandwidth):
     model = common.compile_sgd(common.mlp(widths, epsilon=epsilon))
     tiny_widths = [8, 8, 8, 2]
     tiny = common.compile_sgd(common.mlp(tiny_widths, epsilon=epsilon))
-    tiny_x = tf.constant(rng.random((batch, 8), dtype=np.float32))
-    tiny_y = tf.constant(rng.integers(0, 2, batch))
+    tiny_x = tf.constant(rng.random((batch, tiny_widths[0]), dtype=np.float32))
+    tiny_y = tf.constant(rng.integers(0, tiny_widths[-1], batch))
     model.train_on_batch(x, y)  # builds the optimizer
     tiny.train_on_batch(tiny_x, tiny_y)
     phases = _phases(model, tiny, x, y, tiny_x, tiny_y)
