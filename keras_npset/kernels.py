@@ -1,7 +1,8 @@
 """Products `x @ K` of a dense batch with a sparse kernel given as indices + values.
 
 Each implementation takes `x` of shape `[batch, n_in]`, `indices` `[nnz, 2]`
-int64 `(row, col)` pairs sorted row-major, `values` `[nnz]` and returns
+int64 `(row, col)` pairs in tile order (`topology.order_keys`: row-major
+within tiles of `topology.TILE_COLS` columns), `values` `[nnz]` and returns
 `[batch, n_out]`. Gradients flow to `x` and `values` only; no dense
 `(n_in, n_out)` tensor is ever built. Products accumulate in float32 whatever
 the compute dtype.
@@ -12,8 +13,8 @@ the compute dtype.
   `unsorted_segment_sum` them into the outputs. It compiles with XLA, which
   fuses the gather, product and scatter; with a custom gradient that reuses the
   gathered inputs. Fastest at small batches.
-- `"csr"`: the kernel converted to a CSR matrix each call
-  (`SparseTensorToCSRSparseMatrix`, linear in nnz for row-major indices) and
+- `"csr"`: the kernel converted to a CSR matrix each call, one per column
+  tile (`SparseTensorToCSRSparseMatrix`, linear in nnz for row-major indices) and
   multiplied by TensorFlow's multi-threaded `SparseMatrixMatMul`, forward and
   for the input gradient; the gradient of the values is the XLA gather
   product of the `"gather"` path. Fastest from a batch of about 16. No XLA.
@@ -33,6 +34,8 @@ import math
 
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
+
+from keras_npset import topology
 
 IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
 JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
@@ -156,25 +159,60 @@ def _csr(indices, values, n_in, n_out):
     )
 
 
-def _csr_forward(x, indices, values, n_in, n_out):
-    # x @ K = (K^T x^T)^T, in one call.
-    y = tf.raw_ops.SparseMatrixMatMul(
-        a=_csr(indices, values, n_in, n_out),
-        b=tf.cast(x, tf.float32),
-        transpose_a=True,
-        transpose_b=True,
-        transpose_output=True,
+def _column_tiles(indices, values, n_in, n_out):
+    """`(csr, start, width)` for each column tile of the kernel.
+
+    CSR conversion needs row-major order, which tile order is within each
+    tile: a kernel wider than `topology.TILE_COLS` is cut at the tile
+    boundaries (found by counting each tile's connections) into row-major
+    sub-kernels of shape `(n_in, width)`, whose products are concatenated
+    (forward) or summed (input gradient).
+    """
+    tile = topology.TILE_COLS
+    if n_out <= tile:
+        return [(_csr(indices, values, n_in, n_out), 0, n_out)]
+    n_tiles = -(-n_out // tile)
+    counts = tf.math.bincount(
+        tf.cast(indices[:, 1] // tile, tf.int32),
+        minlength=n_tiles,
+        maxlength=n_tiles,
+        dtype=tf.int64,
     )
-    return tf.cast(y, x.dtype)
+    ends = tf.cumsum(counts)
+    tiles = []
+    for t in range(n_tiles):
+        begin, end = ends[t] - counts[t], ends[t]
+        start, width = t * tile, min(tile, n_out - t * tile)
+        local = indices[begin:end] - tf.constant([0, start], tf.int64)
+        tiles.append((_csr(local, values[begin:end], n_in, width), start, width))
+    return tiles
+
+
+def _csr_forward(x, indices, values, n_in, n_out):
+    # x @ K = (K^T x^T)^T, in one call per tile.
+    x32 = tf.cast(x, tf.float32)
+    ys = [
+        tf.raw_ops.SparseMatrixMatMul(
+            a=csr, b=x32, transpose_a=True, transpose_b=True, transpose_output=True
+        )
+        for csr, _, _ in _column_tiles(indices, values, n_in, n_out)
+    ]
+    return tf.cast(ys[0] if len(ys) == 1 else tf.concat(ys, axis=1), x.dtype)
 
 
 def _csr_backward(x, indices, values, dy, n_in, n_out, bucket=False):
-    # dy @ K^T = (K dy^T)^T: the row-major CSR matrix as it is.
-    dx = tf.raw_ops.SparseMatrixMatMul(
-        a=_csr(indices, values, n_in, n_out),
-        b=tf.cast(dy, tf.float32),
-        transpose_b=True,
-        transpose_output=True,
+    # dy @ K^T = (K dy^T)^T: each row-major CSR tile as it is.
+    dy32 = tf.cast(dy, tf.float32)
+    dx = tf.add_n(
+        [
+            tf.raw_ops.SparseMatrixMatMul(
+                a=csr,
+                b=dy32[:, start : start + width],
+                transpose_b=True,
+                transpose_output=True,
+            )
+            for csr, start, width in _column_tiles(indices, values, n_in, n_out)
+        ]
     )
     d_values = _values_grad(x, indices, dy, bucket)
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
-from keras_npset import kernels
+from keras_npset import kernels, topology
 from keras_npset.topology import erdos_renyi_indices
 
 # Variance-scaling schemes for the kernel values, computed with the *sparse*
@@ -79,8 +79,10 @@ class SparseDense(keras.layers.Layer):
 
     Computes `output = activation(inputs @ kernel + bias)` where `kernel` is
     stored as a sparse matrix: a non-trainable int64 `indices` variable of
-    shape `[nnz, 2]` (unique `(input, unit)` pairs, sorted row-major) and a
-    trainable `values` variable of shape `[nnz]`. No dense
+    shape `[nnz, 2]` (unique `(input, unit)` pairs in tile order, which is
+    row-major for layers of up to `topology.TILE_COLS` = 16384 units; see
+    `keras_npset.topology`) and a trainable `values` variable of shape
+    `[nnz]`. No dense
     `(input_dim, units)` tensor exists at any time, in training or
     inference. The topology is drawn once at `build` as an Erdos-Renyi random
     graph (Mocanu et al. 2018) and can then be evolved by `SETEvolution` and
@@ -264,12 +266,28 @@ class SparseDense(keras.layers.Layer):
 
     @property
     def kernel(self) -> tf.SparseTensor:
-        """The kernel as a `tf.SparseTensor` of dense shape `(input_dim, units)`."""
-        return tf.SparseTensor(
+        """The kernel as a `tf.SparseTensor` of dense shape `(input_dim, units)`.
+
+        In TensorFlow's canonical row-major order, which the storage of a
+        layer wider than `topology.TILE_COLS` units is not (it is then
+        reordered here).
+        """
+        kernel = tf.SparseTensor(
             tf.convert_to_tensor(self.indices),
             tf.convert_to_tensor(self.values),
             dense_shape=(self.input_dim, self.units),
         )
+        return tf.sparse.reorder(kernel) if self.units > topology.TILE_COLS else kernel
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        # Weights saved in another order (row-major by an earlier version, or
+        # under another tile width) are put into tile order; the products do
+        # not depend on the order, but SET's sorted merges do.
+        order = topology.tile_order(self.indices.numpy(), (self.input_dim, self.units))
+        if order is not None:
+            self.indices.assign(self.indices.numpy()[order])
+            self.values.assign(self.values.numpy()[order])
 
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)

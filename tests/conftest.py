@@ -20,3 +20,12 @@ def _fresh_keras_state():
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 3 columns, so that small layers exercise the tile order."""
+    from keras_npset import topology
+
+    monkeypatch.setattr(topology, "TILE_COLS", 3)
+    return 3

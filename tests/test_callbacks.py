@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_npset import NeuronPruning, SETEvolution, SparseDense, TopologyLogger, final_width
+from keras_npset import (
+    NeuronPruning,
+    SETEvolution,
+    SparseDense,
+    TopologyLogger,
+    final_width,
+    topology,
+)
 from keras_npset.optimizer_state import slot_variables
 from keras_npset.topology import check_indices, flat_positions, set_removal_mask
 
@@ -308,7 +315,10 @@ def test_kept_neurons_have_most_connections(rng, criterion):
     assert new_degree.min() >= np.sort(degree)[15 - 1]
 
 
-def test_set_and_pruning_together_keep_invariants(rng, tmp_path):
+@pytest.mark.parametrize("tile", [None, 4])
+def test_set_and_pruning_together_keep_invariants(rng, tmp_path, monkeypatch, tile):
+    if tile is not None:  # layers wider than a tile: tile order throughout
+        monkeypatch.setattr(topology, "TILE_COLS", tile)
     x, y = data(rng)
     for order in (0, 1):
         model = compiled(mlp(between=[lambda: keras.layers.Dropout(0.1)]))

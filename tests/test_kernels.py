@@ -57,6 +57,22 @@ def test_matches_dense_reference(impl, batch, graph):
     np.testing.assert_allclose(dvalues, expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", PATHS)
+@pytest.mark.parametrize("batch", [2, 33])
+@pytest.mark.parametrize("graph", [False, True])
+def test_kernels_wider_than_a_tile_match_dense_reference(small_tiles, impl, batch, graph):
+    # 50 columns in tiles of 3: 17 tiles, the last one 2 wide; the CSR path
+    # multiplies tile by tile.
+    n_in, n_out = 70, 50
+    indices, values, x, dy, dense = _problem(n_in, n_out, batch, 3, seed=batch + 1)
+    assert np.any(np.diff(indices[:, 0]) < 0)  # really not row-major
+    y, dx, dvalues = _run(impl, indices, values, x, dy, n_in, n_out, graph)
+    np.testing.assert_allclose(y, x @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dy @ dense.T, rtol=1e-5, atol=1e-5)
+    expected = (x.T @ dy)[indices[:, 0], indices[:, 1]]
+    np.testing.assert_allclose(dvalues, expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("impl", ["gather", "csr", "auto"])
 def test_paths_agree_with_reference_path_on_a_wide_layer(impl):
     n_in, n_out = 2000, 1500

@@ -192,6 +192,38 @@ def test_mixed_models_train_save_and_load(tmp_path, rng, build):
     loaded.fit(x, y, epochs=1, batch_size=16, verbose=0)
 
 
+def test_layer_wider_than_a_tile(tmp_path, rng, small_tiles):
+    """Storage in tile order; `kernel` canonical; row-major weights are reordered on load."""
+    model = keras.Sequential(
+        [keras.Input((20,)), SparseDense(11, epsilon=3, seed=0, activation="relu", name="s")]
+    )
+    layer = model.get_layer("s")
+    check_indices(layer.indices.numpy(), (20, 11))
+    kernel = layer.kernel
+    flat = kernel.indices.numpy()[:, 0] * 11 + kernel.indices.numpy()[:, 1]
+    assert np.all(np.diff(flat) > 0)  # TensorFlow's canonical order
+    np.testing.assert_array_equal(tf.sparse.to_dense(kernel).numpy(), layer.to_dense_kernel())
+    x = rng.standard_normal((8, 20)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        expected, np.maximum(x @ layer.to_dense_kernel() + layer.bias.numpy(), 0), atol=1e-5
+    )
+    # A file written in row-major order (by an earlier version, or under a
+    # wider tile) loads in tile order with the same predictions.
+    order = np.argsort(flat_of(layer))
+    layer.indices.assign(layer.indices.numpy()[order])
+    layer.values.assign(layer.values.numpy()[order])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    check_indices(loaded.get_layer("s").indices.numpy(), (20, 11))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+
+
+def flat_of(layer):
+    idx = layer.indices.numpy()
+    return idx[:, 0] * layer.units + idx[:, 1]
+
+
 BAD_ARGUMENTS = [
     ({"units": 0}, "units"),
     ({"units": -3}, "units"),

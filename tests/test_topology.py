@@ -16,6 +16,44 @@ def test_flat_round_trip(rng):
     np.testing.assert_array_equal(T.indices_from_flat(T.flat_positions(idx, 7), 7), idx)
 
 
+@pytest.mark.parametrize("tile", [3, 4, 7, 100])
+def test_order_keys_rank_positions_by_tile_then_row_major(tile):
+    shape = (5, 7)
+    every = np.argwhere(np.ones(shape, bool))  # all positions, row-major
+    keys = T.order_keys(every, shape, tile)
+    np.testing.assert_array_equal(np.sort(keys), np.arange(35))  # a bijection
+    # Sorting by key = sorting by (tile, row, col).
+    expected = np.lexsort((every[:, 1], every[:, 0], every[:, 1] // tile))
+    np.testing.assert_array_equal(np.argsort(keys), expected)
+    np.testing.assert_array_equal(T.indices_from_keys(keys, shape, tile), every)
+    if tile >= 7:  # one tile: plain row-major
+        np.testing.assert_array_equal(keys, T.flat_positions(every, 7))
+
+
+def test_tile_order_sorts_row_major_indices_of_a_wide_kernel(rng, small_tiles):
+    shape = (9, 8)
+    idx = random_topology(rng, *shape, 30)  # row-major
+    order = T.tile_order(idx, shape)
+    assert order is not None
+    T.check_indices(idx[order], shape)
+    assert T.tile_order(idx[order], shape) is None
+    with pytest.raises(AssertionError, match="tile order"):
+        T.check_indices(idx, shape)
+
+
+@pytest.mark.parametrize(
+    "n_in,n_out,eps", [(325, 300, 10), (500, 1000, 10), (1000, 2, 10), (7, 5, 3)]
+)
+def test_erdos_renyi_in_small_tiles_is_the_row_major_topology_reordered(
+    rng, small_tiles, n_in, n_out, eps
+):
+    idx = T.erdos_renyi_indices(n_in, n_out, np.random.default_rng(5), epsilon=eps)
+    T.check_indices(idx, (n_in, n_out))
+    assert np.all(idx[:, 1] < n_out)
+    dense = T.erdos_renyi_indices(n_in, n_out, np.random.default_rng(6), density=0.1)
+    T.check_indices(dense, (n_in, n_out))
+
+
 @pytest.mark.parametrize(
     "n_in,n_out,eps", [(325, 300, 10), (500, 1000, 10), (1000, 2, 10), (7, 5, 3)]
 )
@@ -87,9 +125,13 @@ def test_set_removal_mask_matches_sorted_reference(rng):
     assert remove.sum() == 7 + k_pos + k_neg
 
 
-def test_set_rewire_invariants(rng):
+@pytest.mark.parametrize("tiled", [False, True])
+def test_set_rewire_invariants(rng, monkeypatch, tiled):
+    if tiled:
+        monkeypatch.setattr(T, "TILE_COLS", 7)
     shape = (60, 50)
     idx = random_topology(rng, *shape, 600)
+    idx = idx[np.argsort(T.order_keys(idx, shape))]
     values = rng.standard_normal(600)
     r = T.set_rewire(idx, values, shape, 0.3, rng)
     T.check_indices(r.indices, shape)
@@ -184,9 +226,13 @@ def test_select_neurons_ties_are_seeded_and_random():
 
 
 @pytest.mark.parametrize("axis", [0, 1])
-def test_keep_units_matches_dense_slicing(rng, axis):
+@pytest.mark.parametrize("tile", [None, 2, 4])
+def test_keep_units_matches_dense_slicing(rng, monkeypatch, axis, tile):
+    if tile is not None:  # dropped columns move across tile boundaries
+        monkeypatch.setattr(T, "TILE_COLS", tile)
     shape = (12, 9)
     idx = random_topology(rng, *shape, 50)
+    idx = idx[np.argsort(T.order_keys(idx, shape))]
     values = rng.standard_normal(50)
     keep = np.sort(rng.choice(shape[axis], 5, replace=False))
     r = T.keep_units(idx, shape, keep, axis)
