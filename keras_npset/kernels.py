@@ -1,7 +1,7 @@
 """Products `x @ K` of a dense batch with a sparse kernel given as indices + values.
 
 Each implementation takes `x` of shape `[batch, n_in]`, `indices` `[nnz, 2]`
-int64 `(row, col)` pairs in tile order (`topology.order_keys`: row-major
+int32 (or int64) `(row, col)` pairs in tile order (`topology.order_keys`: row-major
 within tiles of `topology.TILE_COLS` columns), `values` `[nnz]` and returns
 `[batch, n_out]`. Gradients flow to `x` and `values` only; no dense
 `(n_in, n_out)` tensor is ever built. Products accumulate in float32 whatever
@@ -55,7 +55,7 @@ def resolve(kernel_impl: str) -> str:
 
 def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
     """`x @ K` through `tf.sparse.sparse_dense_matmul` (the reference path)."""
-    kernel = tf.SparseTensor(indices, values, dense_shape=[n_in, n_out])
+    kernel = tf.SparseTensor(tf.cast(indices, tf.int64), values, dense_shape=[n_in, n_out])
     # K^T @ x^T keeps the sparse operand on the left, where TF's kernel lives,
     # without reordering the row-major indices into a transposed tensor.
     out_t = tf.sparse.sparse_dense_matmul(kernel, x, adjoint_a=True, adjoint_b=True)
@@ -153,7 +153,7 @@ def _values_grad(x, indices, dy, bucket):
 
 def _csr(indices, values, n_in, n_out):
     return tf.raw_ops.SparseTensorToCSRSparseMatrix(
-        indices=indices,
+        indices=tf.cast(indices, tf.int64),
         values=tf.cast(values, tf.float32),
         dense_shape=tf.constant([n_in, n_out], tf.int64),
     )
@@ -183,7 +183,7 @@ def _column_tiles(indices, values, n_in, n_out):
     for t in range(n_tiles):
         begin, end = ends[t] - counts[t], ends[t]
         start, width = t * tile, min(tile, n_out - t * tile)
-        local = indices[begin:end] - tf.constant([0, start], tf.int64)
+        local = indices[begin:end] - tf.constant([0, start], indices.dtype)
         tiles.append((_csr(local, values[begin:end], n_in, width), start, width))
     return tiles
 

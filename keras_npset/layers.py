@@ -21,6 +21,8 @@ _VALUE_INITIALIZERS = {
     "lecun_normal": (1.0, "fan_in", "normal"),
 }
 KERNEL_INITIALIZERS = (*_VALUE_INITIALIZERS, "set_normal")
+# Widest layer (inputs or units) the int32 index storage can address.
+MAX_WIDTH = 2**31 - 1
 
 
 def _positive_number(name, value, upper=None):
@@ -78,7 +80,7 @@ class SparseDense(keras.layers.Layer):
     """Densely-connected layer with a truly sparse kernel.
 
     Computes `output = activation(inputs @ kernel + bias)` where `kernel` is
-    stored as a sparse matrix: a non-trainable int64 `indices` variable of
+    stored as a sparse matrix: a non-trainable int32 `indices` variable of
     shape `[nnz, 2]` (unique `(input, unit)` pairs in tile order, which is
     row-major for layers of up to `topology.TILE_COLS` = 16384 units; see
     `keras_npset.topology`) and a trainable `values` variable of shape
@@ -218,11 +220,17 @@ class SparseDense(keras.layers.Layer):
 
     def build(self, input_shape):
         input_dim = int(input_shape[-1])
+        for name, width in (("input_dim", input_dim), ("units", self.units)):
+            if width > MAX_WIDTH:
+                raise ValueError(
+                    f"Expected `{name}` to be at most {MAX_WIDTH} (int32 indices). "
+                    f"Received: {name}={width}"
+                )
         self.input_dim = input_dim
         if self._nnz_from_config is not None:
             # Restoring a saved layer: the weights loaded next fix the topology.
             nnz = self._nnz_from_config
-            indices = np.zeros((nnz, 2), np.int64)
+            indices = np.zeros((nnz, 2), np.int32)
             values = np.zeros(nnz, np.float32)
         else:
             seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
@@ -233,10 +241,11 @@ class SparseDense(keras.layers.Layer):
             values = sparse_values(
                 self.kernel_initializer, len(indices), input_dim, self.units, rng
             )
+            indices = indices.astype(np.int32)
         self.indices = self.add_weight(
             name="indices",
             shape=indices.shape,
-            dtype="int64",
+            dtype="int32",
             initializer=lambda shape, dtype: indices,
             trainable=False,
         )
@@ -273,7 +282,7 @@ class SparseDense(keras.layers.Layer):
         reordered here).
         """
         kernel = tf.SparseTensor(
-            tf.convert_to_tensor(self.indices),
+            tf.cast(tf.convert_to_tensor(self.indices), tf.int64),
             tf.convert_to_tensor(self.values),
             dense_shape=(self.input_dim, self.units),
         )

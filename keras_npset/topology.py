@@ -402,7 +402,7 @@ def check_indices(indices: np.ndarray, shape: tuple[int, int]) -> None:
     """Raise `AssertionError` unless indices are unique, in tile order and in range."""
     indices = np.asarray(indices)
     assert indices.ndim == 2 and indices.shape[1] == 2, indices.shape
-    assert indices.dtype == np.int64, indices.dtype
+    assert indices.dtype in (np.int32, np.int64), indices.dtype
     if indices.shape[0] == 0:
         return
     assert indices.min() >= 0, "negative index"

@@ -58,7 +58,7 @@ def test_only_values_and_bias_are_trainable_and_no_dense_variable():
     layer.build((None, 50))
     assert [w.name for w in layer.trainable_weights] == ["values", "bias"]
     assert [w.name for w in layer.non_trainable_weights] == ["indices"]
-    assert layer.indices.dtype == "int64"
+    assert layer.indices.dtype == "int32"  # half the bytes of int64 per step
     for w in layer.weights:
         assert tuple(w.shape) != (50, 40)
     assert layer.nnz == layer.values.shape[0] <= 2 * (50 + 40)
@@ -217,6 +217,31 @@ def test_layer_wider_than_a_tile(tmp_path, rng, small_tiles):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     check_indices(loaded.get_layer("s").indices.numpy(), (20, 11))
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+
+
+def test_widths_beyond_int32_indices_are_rejected():
+    with pytest.raises(ValueError, match="`units` to be at most 2147483647"):
+        SparseDense(2**31, epsilon=1).build((None, 4))
+    with pytest.raises(ValueError, match="`input_dim` to be at most"):
+        SparseDense(4, epsilon=1).build((None, 2**31))
+
+
+def test_int64_indices_of_earlier_files_load(rng):
+    """Weights saved with int64 indices (before int32 storage) load and predict the same."""
+    layer = SparseDense(9, epsilon=3, seed=1)
+    x = rng.standard_normal((5, 12)).astype("float32")
+    expected = layer(x).numpy()
+    store = {  # what a .keras file holds: trainable variables first
+        "0": layer.values.numpy(),
+        "1": layer.bias.numpy(),
+        "2": layer.indices.numpy().astype(np.int64),
+    }
+    fresh = SparseDense(9, epsilon=3)
+    fresh.build_from_config({"input_shape": (None, 12), "nnz": layer.nnz})  # as load_model
+    fresh.load_own_variables(store)
+    assert fresh.indices.dtype == "int32"
+    np.testing.assert_array_equal(fresh.indices.numpy(), layer.indices.numpy())
+    np.testing.assert_allclose(fresh(x).numpy(), expected, atol=1e-6)
 
 
 def flat_of(layer):
