@@ -73,14 +73,15 @@ def _gather_forward(x, indices, values, n_out):
 
 
 @tf.function(jit_compile=True)
-def _gather_backward(x, indices, values, dy):
-    x_t = tf.transpose(tf.cast(x, tf.float32))  # [n_in, batch]
+def _gather_input_grad(indices, values, dy, n_in):
+    # A program of its own, apart from the values' gradient: a graph drops it
+    # where nothing uses the input gradient (the first layer), and the two
+    # can run on different cores.
     dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), indices[:, 1])  # [nnz, batch]
-    d_values = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * dy_t, axis=1)
     dx_t = tf.math.unsorted_segment_sum(
-        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], tf.shape(x_t)[0]
+        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], n_in
     )
-    return tf.cast(tf.transpose(dx_t), x.dtype), tf.cast(d_values, values.dtype)
+    return tf.cast(tf.transpose(dx_t), dy.dtype)
 
 
 @tf.function(jit_compile=True)
@@ -133,13 +134,17 @@ def _forward(x, indices, values, n_out, bucket):
 
 
 def _backward(x, indices, values, dy, bucket):
+    n_in = x.shape[-1]
     if not _bucketing(bucket):
-        return _gather_backward(x, indices, values, dy)
-    n_in, nnz, n_out = x.shape[-1], indices.shape[0], dy.shape[-1]
-    x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
-    dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
-    dx, d_values = _gather_backward(x_p, indices_p, values_p, dy_p)
-    return dx[:, :n_in], d_values[:nnz]
+        dx = _gather_input_grad(indices, values, dy, n_in)
+        d_values = _gather_values_grad(x, indices, dy)
+    else:
+        nnz, n_out = indices.shape[0], dy.shape[-1]
+        x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
+        dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
+        dx = _gather_input_grad(indices_p, values_p, dy_p, x_p.shape[-1])[:, :n_in]
+        d_values = _gather_values_grad(x_p, indices_p, dy_p)[:nnz]
+    return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
 def _values_grad(x, indices, dy, bucket):

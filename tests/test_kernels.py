@@ -129,7 +129,7 @@ def test_auto_under_xla_matches_reference(batch):
 
 
 def _traces():
-    fns = (kernels._gather_forward, kernels._gather_backward, kernels._gather_values_grad)
+    fns = (kernels._gather_forward, kernels._gather_input_grad, kernels._gather_values_grad)
     return [f.experimental_get_tracing_count() for f in fns]
 
 
