@@ -60,17 +60,31 @@ def order_keys(indices: np.ndarray, shape: tuple[int, int], tile: int | None = N
 
     For tile `t` (columns `start = t * tile` to `start + width - 1`), the key
     is `start * n_in + row * width + (col - start)`: tiles in order, row-major
-    within a tile. `tile` defaults to `TILE_COLS`.
+    within a tile. `tile` defaults to `TILE_COLS`. Returns int64 keys.
     """
     n_in, n_out = shape
     tile = _tile(tile)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1, 2)
-    rows, cols = indices[:, 0], indices[:, 1]
+    indices = np.asarray(indices).reshape(-1, 2)
+    # In place on two int64 copies: these run on tens of millions of entries.
+    keys = indices[:, 0].astype(np.int64)
+    cols = indices[:, 1].astype(np.int64)
     if n_out <= tile:
-        return rows * np.int64(n_out) + cols
-    start = cols - cols % tile
-    width = np.minimum(tile, n_out - start)
-    return start * n_in + rows * width + (cols - start)
+        keys *= n_out
+        keys += cols
+        return keys
+    low = cols % tile
+    start = cols
+    start -= low
+    last = (n_out - 1) // tile * tile
+    keys *= tile
+    if n_out - last != tile:  # the last tile is narrower
+        in_last = np.flatnonzero(start == last)
+        keys[in_last] //= tile
+        keys[in_last] *= n_out - last
+    keys += low
+    start *= n_in
+    keys += start
+    return keys
 
 
 def indices_from_keys(
@@ -245,7 +259,8 @@ class Rewiring:
     """Result of a topology change of one kernel.
 
     Attributes:
-        indices: new `[nnz, 2]` int64 indices, unique and in tile order.
+        indices: new `[nnz, 2]` indices, unique and in tile order (int32
+            if the old ones were int32, else int64).
         source: for each new connection, the position of the same connection
             in the old arrays, or -1 for a newly created one. Values and
             optimizer slots are carried with `take_with_source`.
@@ -266,10 +281,9 @@ def take_with_source(
 ) -> np.ndarray:
     """Carry per-connection state: `old[source]`, `fill` where source is -1."""
     old = np.asarray(old)
-    out = old[np.maximum(source, 0)]
+    out = np.take(old, np.maximum(source, 0), axis=0)  # a new array
     new = source < 0
     if np.any(new):
-        out = out.copy()
         out[new] = fill if np.ndim(fill) == 0 else np.asarray(fill)
     return out
 
@@ -290,34 +304,53 @@ def set_rewire(
     re-initialised in place.
     """
     n_in, n_out = shape
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1, 2)
+    indices = np.asarray(indices).reshape(-1, 2)
+    if indices.dtype != np.int32:
+        indices = indices.astype(np.int64, copy=False)
     nnz = indices.shape[0]
     identity = Rewiring(indices, np.arange(nnz, dtype=np.int64), (n_in, n_out))
     if nnz >= n_in * n_out or zeta == 0:
         return identity
     remove = set_removal_mask(values, zeta)
-    n_new = int(remove.sum())
+    n_new = int(np.count_nonzero(remove))
     if n_new == 0:
         return identity
-    kept = np.flatnonzero(~remove)
-    kept_keys = order_keys(indices, shape)[kept]  # sorted: indices are in tile order
+    keep = ~remove
+    records = _records(indices)
+    kept = records[keep]
+    kept_keys = order_keys(_pairs(kept, indices.dtype), shape)  # sorted, as indices are
     new_keys = sample_free_positions(kept_keys, n_in * n_out, n_new, rng)
     # Both are sorted: merge them instead of sorting nnz positions again.
-    at = np.searchsorted(kept_keys, new_keys) + np.arange(n_new)
+    at = np.searchsorted(kept_keys, new_keys)
+    at += np.arange(n_new)
+    del kept_keys
     is_new = np.zeros(nnz, dtype=bool)
     is_new[at] = True
-    kept_at = np.flatnonzero(~is_new)
-    new_indices = indices_from_keys(new_keys, shape)
-    merged = np.empty((nnz, 2), np.int64)
-    # Column by column: int64 moves are several times faster than moving
-    # 16-byte (row, col) records through a structured or void dtype.
-    for c in (0, 1):
-        column = merged[:, c]
-        column[at] = new_indices[:, c]
-        column[kept_at] = indices[:, c].take(kept)
+    old_slot = ~is_new
+    merged = np.empty_like(records)
+    merged[is_new] = _records(indices_from_keys(new_keys, shape).astype(indices.dtype))
+    merged[old_slot] = kept
     source = np.full(nnz, -1, np.int64)
-    source[kept_at] = kept
-    return Rewiring(merged, source, (n_in, n_out))
+    source[old_slot] = np.flatnonzero(keep)
+    return Rewiring(_pairs(merged, indices.dtype), source, (n_in, n_out))
+
+
+def _records(indices: np.ndarray) -> np.ndarray:
+    """`[nnz, 2]` int32 indices as one int64 word per connection (a view).
+
+    Moving and compressing whole words is several times faster than moving
+    `(row, col)` pairs; int64 indices are stored as a `[nnz]` array of
+    16-byte void records instead.
+    """
+    indices = np.ascontiguousarray(indices)
+    if indices.dtype == np.int32:
+        return indices.view(np.int64).reshape(-1)
+    return indices.view(np.dtype((np.void, 16))).reshape(-1)
+
+
+def _pairs(records: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of `_records`."""
+    return records.view(dtype).reshape(-1, 2)
 
 
 def neuron_degrees(

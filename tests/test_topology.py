@@ -253,3 +253,18 @@ def test_check_indices_rejects_bad_topologies():
         T.check_indices(np.array([[1, 0], [0, 1]], np.int64), (2, 2))
     with pytest.raises(AssertionError):
         T.check_indices(np.array([[0, 2]], np.int64), (2, 2))
+
+
+@pytest.mark.parametrize("tile", [None, 4])
+def test_set_rewire_int32_indices_stay_int32_with_the_same_result(rng, monkeypatch, tile):
+    if tile is not None:
+        monkeypatch.setattr(T, "TILE_COLS", tile)
+    shape = (40, 30)
+    idx = T.erdos_renyi_indices(*shape, rng, epsilon=5)
+    values = rng.standard_normal(len(idx))
+    wide = T.set_rewire(idx, values, shape, 0.3, np.random.default_rng(7))
+    narrow = T.set_rewire(idx.astype(np.int32), values, shape, 0.3, np.random.default_rng(7))
+    assert wide.indices.dtype == np.int64 and narrow.indices.dtype == np.int32
+    np.testing.assert_array_equal(narrow.indices, wide.indices)
+    np.testing.assert_array_equal(narrow.source, wide.source)
+    T.check_indices(narrow.indices, shape)
