@@ -133,8 +133,7 @@ def _forward(x, indices, values, n_out, bucket):
     return _gather_forward(x_p, indices_p, values_p, out_b)[:, :n_out]
 
 
-def _backward(x, indices, values, dy, bucket):
-    n_in = x.shape[-1]
+def _backward(x, indices, values, dy, n_in, bucket):
     if not _bucketing(bucket):
         dx = _gather_input_grad(indices, values, dy, n_in)
         d_values = _gather_values_grad(x, indices, dy)
@@ -230,12 +229,11 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = Fals
     path is compiled whether or not the model is (Keras's
     `jit_compile="auto"` leaves XLA off on CPU-only machines).
     """
-    del n_in
 
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _backward(x, indices, values, dy, bucket)
+            return _backward(x, indices, values, dy, n_in, bucket)
 
         return _forward(x, indices, values, n_out, bucket), grad
 
@@ -277,7 +275,7 @@ def auto_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False)
             return tf.cond(
                 use_csr,
                 lambda: _csr_backward(x, indices, values, dy, n_in, n_out, bucket),
-                lambda: _backward(x, indices, values, dy, bucket),
+                lambda: _backward(x, indices, values, dy, n_in, bucket),
             )
 
         y = tf.cond(
