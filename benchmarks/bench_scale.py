@@ -70,9 +70,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def nnz_bytes(nnz, widths, batch):
-    """Memory the model needs by nnz: int64 indices, values, momentum, gradient,
+    """Memory the model needs by nnz: int32 indices, values, momentum, gradient,
     evolution temporaries (about 8 more 8-byte arrays per connection), activations."""
-    return nnz * (16 + 4 + 4 + 4) + nnz * 8 * 8 + 4 * batch * sum(widths) * 4
+    return nnz * (8 + 4 + 4 + 4) + nnz * 8 * 8 + 4 * batch * sum(widths) * 4
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ the reported figure is the median of all such gaps after a warm-up `fit`.
 
 The floor is `T_min = max(F / P, bytes / BW)` with `F = 6 * nnz * batch`
 (forward, input gradient, value gradient) and `bytes` = every array of the
-step touched once: int64 indices (16 B per connection), values, their gradient
+step touched once: int32 indices (8 B per connection), values, their gradient
 and momentum read and written (24 B), and each layer's activations written
 forward and read and written backward (`3 * 4 * batch * sum(widths)` B). `P`
 is the FLOP/s of a 2048^3 float32 matmul and `BW` the bytes/s of a 256 MiB
@@ -60,7 +60,7 @@ class _StepTimer(keras.callbacks.Callback):
 
 def floor_seconds(widths, nnz, batch, flops, bandwidth):
     work = 6.0 * nnz * batch
-    traffic = nnz * (16 + 24) + 3 * 4 * batch * sum(widths)
+    traffic = nnz * (8 + 24) + 3 * 4 * batch * sum(widths)
     return max(work / flops, traffic / bandwidth), work, traffic
 
 
