@@ -148,14 +148,8 @@ def main(argv=None):
         rows.append(measure(widths, args.epsilon, args.batch, args.rounds, flops, bandwidth))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
-    payload = {
-        "args": vars(args),
-        "peak_flops": flops,
-        "bandwidth": bandwidth,
-        "rows": rows,
-        "machine": common.machine(),
-    }
-    print("wrote", common.write_json(args.output, payload))
+    path = common.write_results(args.output, args, rows, peak_flops=flops, bandwidth=bandwidth)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -134,16 +134,8 @@ def main(argv=None):
             f"{r['total_s'] * 1e3:.1f} | {r['speedup_vs_first']:.2f}x | "
             f"{r['floor_s'] * 1e3:.2f} | {r['floor_s'] / r['total_s']:.0%} |"
         )
-    payload = {
-        "args": vars(args),
-        "shape": list(shape),
-        "nnz": nnz,
-        "peak_flops": flops,
-        "bandwidth": bandwidth,
-        "rows": rows,
-        "machine": common.machine(),
-    }
-    print("wrote", common.write_json(args.output, payload))
+    fields = {"shape": list(shape), "nnz": nnz, "peak_flops": flops, "bandwidth": bandwidth}
+    print("wrote", common.write_results(args.output, args, rows, **fields))
 
 
 if __name__ == "__main__":

@@ -102,3 +102,9 @@ def write_json(name: str, payload: dict) -> str:
     path = os.path.join(RESULTS_DIR, name)
     experiment.write_json(path, payload)
     return path
+
+
+def write_results(name: str, args, rows: list, **fields) -> str:
+    """Write a benchmark's results file: its arguments, `fields`, its rows and the machine."""
+    payload = {"args": vars(args), **fields, "rows": rows, "machine": machine()}
+    return write_json(name, payload)

@@ -21,3 +21,15 @@ def test_write_json_names_under_results_and_absolute_paths(tmp_path, monkeypatch
     # Atomic: no temporary file is left beside either result.
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["out.json"]
     assert sorted(p.name for p in (tmp_path / "results" / "sub").iterdir()) == ["run.json"]
+
+
+def test_write_results_records_arguments_fields_rows_and_machine(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(batch=2, output="x.json")
+    path = common.write_results(str(tmp_path / "r.json"), args, [{"t": 0.5}], nnz=7)
+    payload = json.loads(pathlib.Path(path).read_text())
+    assert list(payload) == ["args", "nnz", "rows", "machine"]
+    assert payload["args"] == {"batch": 2, "output": "x.json"}
+    assert payload["nnz"] == 7 and payload["rows"] == [{"t": 0.5}]
+    assert payload["machine"]["cpu_count"] >= 1
