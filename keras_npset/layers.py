@@ -291,8 +291,11 @@ class SparseDense(keras.layers.Layer):
     def load_own_variables(self, store):
         super().load_own_variables(store)
         # Weights saved in another order (row-major by an earlier version, or
-        # under another tile width) are put into tile order; the products do
-        # not depend on the order, but SET's sorted merges do.
+        # under another tile width) are put into tile order: the CSR path and
+        # SET's sorted merges need it. Known gap: optimizer slots restored
+        # from the same file (they load after the layers) are not permuted,
+        # so such a layer's momentum starts misaligned. Only layers wider than
+        # `TILE_COLS` units saved before tile order existed are affected.
         order = topology.tile_order(self.indices.numpy(), (self.input_dim, self.units))
         if order is not None:
             self.indices.assign(self.indices.numpy()[order])
