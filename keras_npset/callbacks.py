@@ -29,6 +29,7 @@ that every worker must perform in the same order. Checkpoints
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import keras
@@ -39,15 +40,36 @@ from keras_npset import graph, surgery
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import (
     CRITERIA,
+    finish_set,
     neuron_degrees,
     neurons_to_remove,
+    plan_set,
+    sample_free_positions,
     select_neurons,
-    set_rewire,
 )
 from keras_npset.validation import check_fraction, check_int
 
 _HOOK = "_keras_npset_topology_logging"
 NEW_VALUE_INITS = ("normal", "zeros")
+# Connections (all evolved layers together) from which `SETEvolution` runs its
+# deterministic NumPy work on a second thread; below, hand-offs cost more than
+# they save, and small models evolve exactly as before on one thread.
+PARALLEL_EVOLUTION_MIN_NNZ = 1_000_000
+
+
+class _Inline:
+    """Stand-in for a thread pool that runs each call at once."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        future = concurrent.futures.Future()
+        future.set_result(fn(*args))
+        return future
 
 
 class _LogHook:
@@ -262,32 +284,57 @@ class SETEvolution(_TopologyCallback):
         super().on_train_begin(logs)
 
     def evolve(self) -> None:
-        """Run one SET step on every target layer now."""
+        """Run one SET step on every target layer now.
+
+        Per layer: `topology.plan_set` (what to remove), the regrowth
+        (positions and new values, drawn from the callback's generator in
+        layer order), `topology.finish_set` (the merge), then the update of
+        the layer and its optimizer slots. From `PARALLEL_EVOLUTION_MIN_NNZ`
+        connections, planning the next layer and merging the current one run
+        on a second thread while this one draws and updates; the draws keep
+        their order, so the result is the same either way.
+        """
         optimizer = self.model.optimizer
         strategy = self.model.distribute_strategy
-        for layer in self._targets:
-            rewiring = set_rewire(
-                layer.indices.numpy(),
-                layer.values.numpy(),
-                (layer.input_dim, layer.units),
-                self.zeta,
-                self._rng,
-            )
-            n_new = int(rewiring.new_mask.sum())
-            if n_new == 0:
-                continue
-            new_values = (
-                self._rng.standard_normal(n_new) / 10.0
-                if self.init == "normal"
-                else np.zeros(n_new)
-            )
-            surgery.rewire_layer(
-                layer,
-                rewiring,
-                new_values.astype(np.float32),
-                optimizer=optimizer,
-                strategy=strategy,
-            )
+        layers = list(self._targets)
+        parallel = sum(layer.nnz for layer in layers) >= PARALLEL_EVOLUTION_MIN_NNZ
+        pool = concurrent.futures.ThreadPoolExecutor(1) if parallel else _Inline()
+        with pool:
+
+            def plan(layer):
+                shape = (layer.input_dim, layer.units)
+                return pool.submit(
+                    plan_set, layer.indices.numpy(), layer.values.numpy(), shape, self.zeta
+                )
+
+            upcoming = plan(layers[0]) if layers else None
+            pending = None
+            for i, layer in enumerate(layers):
+                current = upcoming.result()
+                upcoming = plan(layers[i + 1]) if i + 1 < len(layers) else None
+                if current.n_new == 0:
+                    continue
+                n_in, n_out = current.shape
+                new_keys = sample_free_positions(
+                    current.kept_keys, n_in * n_out, current.n_new, self._rng
+                )
+                new_values = (
+                    self._rng.standard_normal(current.n_new) / 10.0
+                    if self.init == "normal"
+                    else np.zeros(current.n_new)
+                )
+                merged = pool.submit(finish_set, current, new_keys)
+                if pending is not None:
+                    self._apply(*pending, optimizer, strategy)
+                pending = (layer, merged, new_values.astype(np.float32))
+            if pending is not None:
+                self._apply(*pending, optimizer, strategy)
+
+    @staticmethod
+    def _apply(layer, merged, new_values, optimizer, strategy):
+        surgery.rewire_layer(
+            layer, merged.result(), new_values, optimizer=optimizer, strategy=strategy
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch >= self.params.get("epochs", epoch + 2) - 1

@@ -288,6 +288,78 @@ def take_with_source(
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class SetPlan:
+    """The deterministic first half of a SET step (`plan_set`), before regrowth.
+
+    Attributes:
+        indices: the layer's indices as given (int32 stays int32).
+        shape: dense shape `(n_in, n_out)`.
+        keep: which connections survive, or None when the step changes
+            nothing (a fully dense kernel, `zeta` 0, nothing to remove).
+        kept_keys: `order_keys` of the survivors, sorted.
+    """
+
+    indices: np.ndarray
+    shape: tuple[int, int]
+    keep: np.ndarray | None = None
+    kept_keys: np.ndarray | None = None
+
+    @property
+    def n_new(self) -> int:
+        """How many connections the step regrows."""
+        return 0 if self.keep is None else int(self.keep.size - self.kept_keys.size)
+
+    def identity(self) -> Rewiring:
+        nnz = self.indices.shape[0]
+        return Rewiring(self.indices, np.arange(nnz, dtype=np.int64), self.shape)
+
+
+def plan_set(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int], zeta: float):
+    """What one SET step removes (`set_removal_mask`), and the survivors' keys.
+
+    Uses no randomness, so plans of several layers can be made in parallel
+    while their regrowth (`sample_free_positions`) stays in order.
+    """
+    n_in, n_out = shape
+    indices = np.asarray(indices).reshape(-1, 2)
+    if indices.dtype != np.int32:
+        indices = indices.astype(np.int64, copy=False)
+    shape = (int(n_in), int(n_out))
+    if indices.shape[0] >= n_in * n_out or zeta == 0:
+        return SetPlan(indices, shape)
+    remove = set_removal_mask(values, zeta)
+    if not remove.any():
+        return SetPlan(indices, shape)
+    keep = ~remove
+    kept = _records(indices)[keep]
+    kept_keys = order_keys(_pairs(kept, indices.dtype), shape)  # sorted, as indices are
+    return SetPlan(indices, shape, keep, kept_keys)
+
+
+def finish_set(plan: SetPlan, new_keys: np.ndarray) -> Rewiring:
+    """The second half of a SET step: merge the regrown `new_keys` (sorted).
+
+    Both the survivors' keys and `new_keys` are sorted, so they are merged
+    instead of sorting nnz positions again.
+    """
+    if plan.keep is None:
+        return plan.identity()
+    indices, keep, nnz = plan.indices, plan.keep, plan.keep.size
+    at = np.searchsorted(plan.kept_keys, new_keys)
+    at += np.arange(new_keys.size)
+    is_new = np.zeros(nnz, dtype=bool)
+    is_new[at] = True
+    old_slot = ~is_new
+    records = _records(indices)
+    merged = np.empty_like(records)
+    merged[is_new] = _records(indices_from_keys(new_keys, plan.shape).astype(indices.dtype))
+    merged[old_slot] = records[keep]
+    source = np.full(nnz, -1, np.int64)
+    source[old_slot] = np.flatnonzero(keep)
+    return Rewiring(_pairs(merged, indices.dtype), source, plan.shape)
+
+
 def set_rewire(
     indices: np.ndarray,
     values: np.ndarray,
@@ -301,38 +373,15 @@ def set_rewire(
     (a position just removed may be drawn again, as in the original code), so
     nnz is unchanged. A fully dense kernel has no free position to explore:
     it is returned unchanged rather than having its smallest weights
-    re-initialised in place.
+    re-initialised in place. The same as `plan_set`, then
+    `sample_free_positions`, then `finish_set`.
     """
-    n_in, n_out = shape
-    indices = np.asarray(indices).reshape(-1, 2)
-    if indices.dtype != np.int32:
-        indices = indices.astype(np.int64, copy=False)
-    nnz = indices.shape[0]
-    identity = Rewiring(indices, np.arange(nnz, dtype=np.int64), (n_in, n_out))
-    if nnz >= n_in * n_out or zeta == 0:
-        return identity
-    remove = set_removal_mask(values, zeta)
-    n_new = int(np.count_nonzero(remove))
-    if n_new == 0:
-        return identity
-    keep = ~remove
-    records = _records(indices)
-    kept = records[keep]
-    kept_keys = order_keys(_pairs(kept, indices.dtype), shape)  # sorted, as indices are
-    new_keys = sample_free_positions(kept_keys, n_in * n_out, n_new, rng)
-    # Both are sorted: merge them instead of sorting nnz positions again.
-    at = np.searchsorted(kept_keys, new_keys)
-    at += np.arange(n_new)
-    del kept_keys
-    is_new = np.zeros(nnz, dtype=bool)
-    is_new[at] = True
-    old_slot = ~is_new
-    merged = np.empty_like(records)
-    merged[is_new] = _records(indices_from_keys(new_keys, shape).astype(indices.dtype))
-    merged[old_slot] = kept
-    source = np.full(nnz, -1, np.int64)
-    source[old_slot] = np.flatnonzero(keep)
-    return Rewiring(_pairs(merged, indices.dtype), source, (n_in, n_out))
+    plan = plan_set(indices, values, shape, zeta)
+    if plan.n_new == 0:
+        return plan.identity()
+    n_in, n_out = plan.shape
+    new_keys = sample_free_positions(plan.kept_keys, n_in * n_out, plan.n_new, rng)
+    return finish_set(plan, new_keys)
 
 
 def _records(indices: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """SETEvolution, NeuronPruning and TopologyLogger inside model.fit, against references."""
 
+import concurrent.futures
+import copy
 import gc
 import glob
 import weakref
@@ -17,6 +19,7 @@ from keras_npset import (
     final_width,
     topology,
 )
+from keras_npset import callbacks as callbacks_module
 from keras_npset.optimizer_state import slot_variables
 from keras_npset.topology import check_indices, flat_positions, set_removal_mask
 
@@ -161,6 +164,47 @@ def test_optimizer_state_travels_with_connections(rng, make_optimizer):
         np.testing.assert_array_equal(slot.numpy()[kept], old[source[kept]])
         np.testing.assert_array_equal(slot.numpy()[~kept], 0)
     model.fit(x, y, epochs=1, verbose=0)  # the optimizer still knows its variables
+
+
+@pytest.mark.parametrize("tile", [None, 4])
+def test_parallel_evolution_gives_the_same_step(rng, monkeypatch, tile):
+    """Planning and merging on a second thread: same topology, values and slots."""
+    if tile is not None:
+        monkeypatch.setattr(topology, "TILE_COLS", tile)
+    pools = []
+
+    class CountingPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", CountingPool)
+    x, y = data(rng)
+    model = compiled(mlp())
+    set_cb = SETEvolution(seed=3)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[set_cb])
+    variables = [
+        v
+        for layer in sparse_of(model)
+        for v in (layer.indices, layer.values, *slot_variables(model.optimizer, layer.values))
+    ]
+    before = [v.numpy() for v in variables]
+    rng_state = copy.deepcopy(set_cb._rng.bit_generator.state)
+    states = []
+    for threshold in (10**12, 0):  # one thread, then two, from the same state
+        for v, value in zip(variables, before, strict=True):
+            v.assign(value)
+        set_cb._rng.bit_generator.state = copy.deepcopy(rng_state)
+        monkeypatch.setattr(callbacks_module, "PARALLEL_EVOLUTION_MIN_NNZ", threshold)
+        set_cb.evolve()
+        for layer in sparse_of(model):
+            check_indices(layer.indices.numpy(), (layer.input_dim, layer.units))
+        states.append([v.numpy() for v in variables])
+    assert len(pools) == 1  # the second evolution ran on a thread
+    assert not np.array_equal(states[0][0], before[0])  # the topology changed
+    for one, two in zip(*states, strict=True):
+        np.testing.assert_array_equal(one, two)
+    model.fit(x, y, epochs=1, verbose=0)  # training continues
 
 
 def test_set_is_seeded(rng):
