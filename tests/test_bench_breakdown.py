@@ -1,16 +1,6 @@
 """benchmarks/bench_breakdown.py on a tiny shape: every phase timed, the table well formed."""
 
-import importlib.util
-import pathlib
-import sys
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_spec = importlib.util.spec_from_file_location(
-    "bench_breakdown", ROOT / "benchmarks" / "bench_breakdown.py"
-)
-bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bb)
+from benchmarks import bench_breakdown as bb
 
 
 def test_measure_times_every_phase_against_the_floor():

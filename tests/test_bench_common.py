@@ -1,13 +1,9 @@
 """benchmarks/common.py: the results writer every benchmark uses."""
 
-import importlib.util
 import json
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_common", ROOT / "benchmarks" / "common.py")
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from benchmarks import common
 
 
 def test_write_json_names_under_results_and_absolute_paths(tmp_path, monkeypatch):

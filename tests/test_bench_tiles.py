@@ -1,21 +1,11 @@
 """benchmarks/bench_tiles.py on a tiny layer: same connections in every layout, ratios recorded."""
 
-import importlib.util
 import json
-import pathlib
-import sys
 
 import numpy as np
 
+from benchmarks import bench_tiles as bt
 from keras_npset import topology
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_spec = importlib.util.spec_from_file_location(
-    "bench_tiles", ROOT / "benchmarks" / "bench_tiles.py"
-)
-bt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bt)
 
 
 def test_layouts_hold_the_same_connections_with_their_values():

@@ -1,19 +1,12 @@
 """Tests for benchmarks/reproduce_paper.py: the report beside the paper's tables, and a tiny run."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 import scipy.io
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "reproduce_paper", ROOT / "benchmarks" / "reproduce_paper.py"
-)
-rp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rp)
+from benchmarks import reproduce_paper as rp
 
 
 def _result(method, seed, max_acc, final_acc, params=1000, neurons=457):
