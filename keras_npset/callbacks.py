@@ -358,6 +358,9 @@ class NeuronPruning(_TopologyCallback):
     normalisation layers in between and the kernel rows of the next
     SparseDense layer are removed, surviving optimizer state is carried, and
     the train/test/predict functions are rebuilt for the smaller graph.
+    Between events the resized layers pad their shapes to buckets, so that
+    most events reuse compiled XLA programs; after the last event of the run
+    they compute at their exact shapes.
 
     Schedule: pruning happens at the beginning of every epoch `e` with
     `start <= e <= start + epochs`, counting epochs from 0 as Keras does,
@@ -454,12 +457,18 @@ class NeuronPruning(_TopologyCallback):
             names = [name for name, link in all_links.items() if link.next is not None]
         return names
 
-    def prune(self) -> dict[str, int]:
-        """Run one pruning event now; returns the number removed per layer."""
+    def prune(self, last: bool = False) -> dict[str, int]:
+        """Run one pruning event now; returns the number removed per layer.
+
+        Until `last`, the resized layers pad to shape buckets so that the next
+        event can reuse compiled programs; the last event (`on_epoch_begin`
+        passes it for the schedule's final event within the run) returns
+        them to exact shapes, compiled once for the rest of training.
+        """
         if self._targets is None:
             self._targets = self._resolve_targets()
         links = {link.layer.name: link for link in graph.links(self.model)}
-        removed = {}
+        removed, unbucketed = {}, False
         for name in self._targets:
             link = links[name]
             layer = link.layer
@@ -473,7 +482,10 @@ class NeuronPruning(_TopologyCallback):
                 surgery.remove_units(
                     link, keep, self.model.optimizer, self.model.distribute_strategy
                 )
-        if any(removed.values()):
+            if last and (layer.bucket_shapes or link.next.bucket_shapes):
+                layer.bucket_shapes = link.next.bucket_shapes = False
+                unbucketed = True
+        if any(removed.values()) or unbucketed:
             surgery.refresh_model(self.model)
         return removed
 
@@ -487,7 +499,11 @@ class NeuronPruning(_TopologyCallback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.alpha > 0 and self.schedule(epoch):
-            self.prune()
+            total = self.params.get("epochs") if self.params else None
+            final = self.schedule.start + self.schedule.epochs
+            if total is not None:
+                final = min(final, total - 1)
+            self.prune(last=epoch >= final)
             self.events.append(epoch)
 
     def get_config(self):

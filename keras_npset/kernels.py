@@ -93,7 +93,7 @@ def _gather_values_grad(x, indices, dy):
 
 # Shape buckets. XLA compiles one program per input shape, so each neuron
 # pruning event (new nnz and widths) would otherwise cost a compilation per layer
-# and batch shape. Once a layer has been resized, the gather path pads nnz with
+# and batch shape. While pruning resizes a layer, the gather path pads nnz with
 # zero-valued connections at (0, 0) to a grid of 8 sizes per doubling (at most
 # 9% extra work) and the widths, which only cost width x batch work, to powers of
 # two, so a run of pruning events reuses compiled programs. Padding is exact:
@@ -302,7 +302,7 @@ def sparse_matmul(
     """Dispatch to the implementation named by `kernel_impl`.
 
     `bucket=True` pads the XLA gather path's shapes to buckets (see
-    `bucket_size`); layers pass it once neuron pruning has resized them.
+    `bucket_size`); layers pass it while neuron pruning is resizing them.
     """
     if kernel_impl == "sparse_dense_matmul":
         return sparse_dense_matmul(x, indices, values, n_in, n_out)

@@ -210,10 +210,11 @@ class SparseDense(keras.layers.Layer):
         self.seed = None if seed is None else int(seed)
         self.initial_units = int(initial_units) if initial_units is not None else self.units
         self.input_dim = None
-        # Set by neuron pruning once the layer's shape changed: from then on the
-        # XLA path pads to shape buckets so that further pruning events reuse
-        # compiled programs (see `kernels.bucket_size`).
-        self.resized = False
+        # Set by neuron pruning while its events resize the layer: the XLA path
+        # then pads to shape buckets so that consecutive events reuse compiled
+        # programs (see `kernels.bucket_size`). Cleared after the last event:
+        # exact shapes skip the padding in every remaining step.
+        self.bucket_shapes = False
         self._nnz_from_config = None
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -313,7 +314,7 @@ class SparseDense(keras.layers.Layer):
             values,
             self.input_dim,
             self.units,
-            bucket=self.resized,
+            bucket=self.bucket_shapes,
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)

@@ -37,7 +37,7 @@ def rewire_layer(
     carry(layer.values, values, rewiring.source, optimizer, strategy)
     shape = tuple(int(d) for d in rewiring.shape)
     if shape != (layer.input_dim, layer.units):
-        layer.resized = True
+        layer.bucket_shapes = True
     layer.input_dim, layer.units = shape
 
 

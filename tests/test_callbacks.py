@@ -414,6 +414,57 @@ def test_pruning_keeps_surviving_optimizer_state(rng):
     model.fit(x, y, epochs=1, verbose=0)
 
 
+class BucketFlags(keras.callbacks.Callback):
+    """Records each SparseDense layer's `bucket_shapes` after every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append({layer.name: layer.bucket_shapes for layer in sparse_of(self.model)})
+
+
+@pytest.mark.parametrize("fit_epochs", [6, 3])
+def test_shape_buckets_only_while_pruning_continues(rng, fit_epochs):
+    """Layers pad to buckets between events, and run exact shapes after the last one.
+
+    With 6 epochs the schedule's last event (epoch 3) comes before the end of
+    training; with 3, the run ends first and its last epoch's event is the last.
+    """
+    x, y = data(rng)
+    model = compiled(mlp())
+    flags = BucketFlags()
+    pruning = NeuronPruning(alpha=0.2, start=1, epochs=2, seed=0)
+    model.fit(x, y, epochs=fit_epochs, batch_size=16, verbose=0, callbacks=[pruning, flags])
+    last = min(3, fit_epochs - 1)
+    assert pruning.events == list(range(1, last + 1))
+    assert not any(flags.epochs[0].values())  # before the first event
+    for epoch in range(1, last):  # between events: every resized layer pads
+        assert all(flags.epochs[epoch].values()), (epoch, flags.epochs[epoch])
+    for epoch in range(last, fit_epochs):
+        assert not any(flags.epochs[epoch].values()), (epoch, flags.epochs[epoch])
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
+    )
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # exact shapes train on
+
+
+def test_prune_called_directly_keeps_buckets(rng):
+    x, y = data(rng)
+    model = compiled(mlp())
+    model.fit(x, y, epochs=1, verbose=0)
+    pruning = NeuronPruning(alpha=0.2, start=0, epochs=5, seed=0)
+    pruning.set_model(model)
+    pruning.on_train_begin()
+    pruning.prune()
+    assert all(layer.bucket_shapes for layer in sparse_of(model))
+    pruning.prune(last=True)
+    assert not any(layer.bucket_shapes for layer in sparse_of(model))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_old_storage_is_released(rng):
     x, y = data(rng)
     model = compiled(mlp())
