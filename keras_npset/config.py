@@ -99,6 +99,16 @@ class TrainConfig:
     loss: str = "mse"
     # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
     verbose: int = 2
+    # Training steps per call into TensorFlow (Keras's `steps_per_execution`): above 1 it
+    # saves Keras's fixed per-step cost, most of a step at batch 2, and trains the same
+    # steps to the same weights (tested). The runner uses the largest divisor of the steps
+    # per epoch not above it, so SET and pruning still act between whole epochs. Batch-level
+    # callbacks and the progress bar then see one call per execution.
+    steps_per_execution: int = 8
+    # Compile the whole training step with XLA (Keras's `jit_compile=True`). False keeps
+    # Keras's "auto" (off on CPU-only machines); SparseDense's kernels use XLA either way.
+    # Faster at small batches; float rounding differs, and each pruning event recompiles.
+    jit_compile: bool = False
 
     def keras_weight_decay(self) -> float:
         """The `weight_decay` argument of a Keras optimizer giving the original's decay."""
@@ -250,6 +260,11 @@ def validate(cfg: Config) -> None:
         f"`model.hidden` must be a non-empty list of positive widths. Received: "
         f"model.hidden={m.hidden}",
     )
+    _check(
+        not t.jit_compile or m.kernel_impl in ("auto", "gather"),
+        "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` auto or gather. "
+        f"Received: model.kernel_impl={m.kernel_impl!r}",
+    )
     pruned = {"npset": m.hidden, "npset_1st": m.hidden[:1], "npset_2nd": m.hidden[1:2]}
     _check(
         m.method != "npset_2nd" or len(m.hidden) >= 2,
@@ -286,6 +301,7 @@ def validate(cfg: Config) -> None:
         ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
         ("train.seed", t.seed, t.seed >= 0, ">= 0"),
         ("train.verbose", t.verbose, t.verbose in (0, 1, 2), "0, 1 or 2"),
+        ("train.steps_per_execution", t.steps_per_execution, t.steps_per_execution >= 1, ">= 1"),
     ):
         _check(ok, f"`{key}` must be {rule}. Received: {key}={value!r}")
     _check(bool(cfg.output.dir), "`output.dir` must not be empty. Received: output.dir=''")

@@ -83,3 +83,21 @@ def epoch_batches(
         .prefetch(2)
     )
     return dataset, math.ceil(n / batch_size)
+
+
+def execution_steps(requested: int, steps_per_epoch: int) -> int:
+    """The largest divisor of `steps_per_epoch` that is at most `requested`.
+
+    Keras's `steps_per_execution` runs that many steps per call into
+    TensorFlow, and a call that starts an epoch's last steps runs all of them,
+    taking batches of the next epoch (the iterator of `epoch_batches` spans
+    every epoch). A divisor keeps each epoch's batches in its own epoch, where
+    the topology callbacks act between them.
+
+    >>> execution_steps(8, 24), execution_steps(8, 25), execution_steps(8, 7)
+    (8, 5, 7)
+    """
+    for name, value in (("requested", requested), ("steps_per_epoch", steps_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Expected `{name}` to be an integer >= 1. Received: {value!r}")
+    return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)

@@ -200,6 +200,7 @@ def test_wrong_types(override, expected_type):
         "train.weight_decay=-1e-4",
         "train.seed=-3",
         "train.verbose=3",
+        "train.steps_per_execution=0",
         "model.hidden=[]",
         "model.hidden=[300, 0]",
         "model.hidden=[-5]",
@@ -275,3 +276,12 @@ def test_bad_files(tmp_path, text, match):
 
 def test_config_error_is_a_value_error():
     assert issubclass(C.ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("impl", ["csr", "sparse_dense_matmul"])
+def test_jit_compile_needs_an_xla_kernel(impl):
+    with pytest.raises(C.ConfigError, match="train.jit_compile.*Received: model.kernel_impl="):
+        C.load_config(None, ["train.jit_compile=true", f"model.kernel_impl={impl}"])
+    for ok in ("auto", "gather"):
+        cfg = C.load_config(None, ["train.jit_compile=true", f"model.kernel_impl={ok}"])
+        assert cfg.train.jit_compile is True

@@ -226,6 +226,39 @@ def test_same_seed_same_run(tmp_path):
     assert a["test_accuracy"] == b["test_accuracy"] and a["params"] == b["params"]
 
 
+def test_steps_per_execution_trains_the_same_steps(tmp_path):
+    """Several steps per call: same batches, same topology changes, same weights."""
+    runs = {}
+    for spe in (1, 7):
+        cfg = _tiny(
+            tmp_path / f"spe{spe}",
+            "npset",
+            "model.kernel_impl=gather",
+            "train.batch_size=3",  # 40 training samples: 14 steps, the last of 1 sample
+            "train.epochs=3",
+            f"train.steps_per_execution={spe}",
+        )
+        runs[spe] = experiment.run(cfg, log=None)
+        model = keras.models.load_model(os.path.join(cfg.output.dir, "model.keras"))
+        runs[spe]["weights"] = [w.numpy() for w in model.weights]
+    one, seven = runs[1], runs[7]
+    assert seven["steps_per_execution"] == 7 and one["steps_per_execution"] == 1
+    assert one["test_accuracy"] == seven["test_accuracy"]
+    assert one["history"] == seven["history"] and one["hidden_units"] == seven["hidden_units"]
+    for a, b in zip(one["weights"], seven["weights"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_jit_compile_run(tmp_path):
+    cfg = _tiny(
+        tmp_path, "npset", "model.kernel_impl=auto", "model.alpha=0.25", "train.jit_compile=true"
+    )
+    results = experiment.run(cfg, log=None)
+    assert len(results["test_accuracy"]) == 2 and results["hidden_units"] != [16, 16]
+    model = keras.models.load_model(os.path.join(cfg.output.dir, "model.keras"))
+    assert model.jit_compile is True
+
+
 def test_run_from_small_mat_file(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(-2, 3, size=(36, 15)).astype(np.int16)

@@ -1,0 +1,51 @@
+"""Tests for keras_npset.data_order: per-epoch orders and aligned multi-step execution."""
+
+import numpy as np
+import pytest
+
+from keras_npset import data_order
+
+
+def test_epoch_batches_follow_the_per_epoch_orders():
+    x = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    y = np.arange(10)
+    dataset, steps = data_order.epoch_batches(x, y, 4, seed=3, initial_epoch=1, epochs=4)
+    assert steps == 3  # batches of 4, 4 and 2
+    seen = [b.numpy() for _, b in dataset]
+    assert [len(b) for b in seen] == [4, 4, 2] * 3
+    for k, epoch in enumerate(range(1, 4)):
+        order = np.concatenate(seen[3 * k : 3 * k + 3])
+        np.testing.assert_array_equal(order, data_order.epoch_order(3, epoch, 10))
+    xs = np.concatenate([b.numpy() for b, _ in dataset])
+    np.testing.assert_array_equal(xs[:, 0], np.concatenate(seen))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(batch_size=0),
+        dict(batch_size=2.0),
+        dict(initial_epoch=3, epochs=3),
+        dict(initial_epoch=-1),
+    ],
+)
+def test_epoch_batches_rejects(kwargs):
+    args = dict(batch_size=2, seed=0, initial_epoch=0, epochs=2) | kwargs
+    with pytest.raises(ValueError, match="Expected .*Received"):
+        data_order.epoch_batches(np.zeros((4, 2)), np.zeros(4), **args)
+
+
+@pytest.mark.parametrize(
+    "requested, steps, expected",
+    [(1, 24, 1), (8, 24, 8), (8, 25, 5), (8, 7, 7), (100, 24, 24), (5, 13, 1), (6, 12, 6)],
+)
+def test_execution_steps_divide_the_epoch(requested, steps, expected):
+    got = data_order.execution_steps(requested, steps)
+    assert got == expected
+    assert steps % got == 0 and got <= requested
+
+
+@pytest.mark.parametrize("requested, steps", [(0, 24), (8, 0), (True, 24), (2.0, 24)])
+def test_execution_steps_rejects(requested, steps):
+    with pytest.raises(ValueError, match="Expected .*integer >= 1.*Received"):
+        data_order.execution_steps(requested, steps)
