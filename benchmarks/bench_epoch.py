@@ -13,6 +13,10 @@ default schedule is the paper's alpha 0.04 with its 41 events compressed onto
 consecutive epochs from epoch 1 (7000 -> 1320 neurons per hidden layer by
 epoch 41), then a few epochs on the pruned network.
 
+Compiled as `train.py` compiles by default (8 steps per execution);
+`--steps-per-execution 1` is Keras's default, `--jit-compile true` whole-model
+XLA.
+
 Usage:
 
     python benchmarks/bench_epoch.py /work/shared/datasets/leukemia.mat
@@ -102,9 +106,11 @@ def run(kind, x, y, classes, args):
     keras.utils.set_random_seed(args.seed)
     widths = [x.shape[1], *args.hidden, classes]
     jit = True if args.jit_compile == "true" else "auto"
-    model = common.compile_sgd(
-        common.mlp(widths, epsilon=args.epsilon, seed=args.seed), args.steps_per_execution, jit
-    )
+    # The experiment runner's feed (one tf.data iterator across all epochs) and
+    # its choice of steps per execution.
+    batches, steps = data_order.epoch_batches(x, y, args.batch, args.seed, 0, args.epochs)
+    spe = data_order.execution_steps(args.steps_per_execution, steps)
+    model = common.compile_sgd(common.mlp(widths, epsilon=args.epsilon, seed=args.seed), spe, jit)
     clock, evolution = EpochClock(), TimedSET(zeta=0.3, seed=args.seed)
     callbacks = [clock, evolution]
     pruning = None
@@ -113,8 +119,6 @@ def run(kind, x, y, classes, args):
             alpha=args.alpha, start=args.start, epochs=args.prune_epochs, seed=args.seed
         )
         callbacks.insert(1, pruning)
-    # The experiment runner's feed: one tf.data iterator across all epochs.
-    batches, steps = data_order.epoch_batches(x, y, args.batch, args.seed, 0, args.epochs)
     model.fit(batches, steps_per_epoch=steps, epochs=args.epochs, verbose=0, callbacks=callbacks)
     epochs = []
     for e in range(args.epochs):
@@ -144,7 +148,9 @@ def main(argv=None):
     parser.add_argument("--start", type=int, default=1)
     parser.add_argument("--prune-epochs", type=int, default=40)
     parser.add_argument("--after", type=int, default=5, help="Epochs after the last event.")
-    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument(
+        "--steps-per-execution", type=int, default=8, help="as train.py's default; 1 is Keras's"
+    )
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
@@ -186,6 +192,9 @@ def main(argv=None):
             np.mean(
                 [r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start : last + 1]]
             )
+        ),
+        "steps_per_execution": data_order.execution_steps(
+            args.steps_per_execution, -(-len(x) // args.batch)
         ),
         "peak_rss_mib": common.peak_rss_mib(),
         "rss_before_models_mib": rss0,

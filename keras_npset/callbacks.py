@@ -52,9 +52,10 @@ from keras_npset.validation import check_fraction, check_int
 _HOOK = "_keras_npset_topology_logging"
 NEW_VALUE_INITS = ("normal", "zeros")
 # Connections (all evolved layers together) from which `SETEvolution` runs its
-# deterministic NumPy work on a second thread; below, hand-offs cost more than
-# they save, and small models evolve exactly as before on one thread.
-PARALLEL_EVOLUTION_MIN_NNZ = 1_000_000
+# deterministic NumPy work on a second thread. `benchmarks/bench_evolution.py`
+# measured 1.02x at 112k connections and 1.36x at 294k (Leukemia's MLP); below
+# the crossover, hand-offs cost more than they save.
+PARALLEL_EVOLUTION_MIN_NNZ = 200_000
 
 
 class _Inline:

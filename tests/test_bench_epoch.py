@@ -1,0 +1,41 @@
+"""benchmarks/bench_epoch.py on a tiny MLP: whole epochs timed, NPSET shrinks, results written."""
+
+import json
+
+from benchmarks import bench_epoch as be
+
+
+def test_main_times_set_and_npset_epochs(tmp_path, capsys):
+    out = tmp_path / "epoch.json"
+    be.main(
+        [
+            "--hidden",
+            "40",
+            "40",
+            "--quick",
+            "--steps-per-execution",
+            "5",
+            "--output",
+            str(out),
+        ]
+    )
+    payload = json.loads(out.read_text())
+    set_rows, np_rows = payload["epochs"]["SET"], payload["epochs"]["NPSET"]
+    epochs = payload["args"]["epochs"]
+    assert len(set_rows) == len(np_rows) == epochs == 1 + 4 + 1 + 3
+    # 48 samples at batch 2: 24 steps per epoch, of which 5 does not divide.
+    assert payload["summary"]["steps_per_execution"] == 4
+    assert all(r["units"] == [40, 40] for r in set_rows)
+    assert np_rows[-1]["units"] == [7, 7]  # 40 -> 28 -> 20 -> 14 -> 10 -> 7 (alpha 0.3)
+    assert np_rows[-1]["nnz"] < set_rows[-1]["nnz"]
+    for row in set_rows + np_rows:
+        assert row["train_s"] > 0 and row["total_s"] >= row["train_s"]
+    # SET evolves after every epoch but the last; pruning works only at NPSET's events
+    # (the wrapped callbacks are timed every epoch: wide-margin ratios, no absolute times).
+    evolving = min(r["evolution_s"] for r in set_rows[:-1])
+    assert set_rows[-1]["evolution_s"] < evolving / 5
+    pruning = min(r["pruning_s"] for r in np_rows[1:6])
+    assert max(r["pruning_s"] for r in [np_rows[0], *np_rows[6:]]) < pruning / 5
+    summary = payload["summary"]
+    assert summary["npset_over_set"] == summary["npset_epoch_s"] / summary["set_epoch_s"]
+    assert "After pruning" in capsys.readouterr().out
