@@ -117,7 +117,9 @@ def unique_sorted(flat: np.ndarray) -> np.ndarray:
     """Sorted unique values of an int64 array (sorts a copy, then drops repeats).
 
     NumPy 2's `np.unique` hashes int64 input and then sorts; that is about
-    ten times slower than this on tens of millions of positions.
+    ten times slower than this on tens of millions of positions. (Here and
+    below, `np.compress` and integer positions replace boolean-mask indexing,
+    which this NumPy runs three to ten times slower.)
     """
     flat = np.sort(np.asarray(flat, dtype=np.int64))
     if flat.size == 0:
@@ -125,7 +127,7 @@ def unique_sorted(flat: np.ndarray) -> np.ndarray:
     keep = np.empty(flat.size, dtype=bool)
     keep[0] = True
     np.not_equal(flat[1:], flat[:-1], out=keep[1:])
-    return flat[keep]
+    return np.compress(keep, flat)
 
 
 def target_nnz(
@@ -213,7 +215,7 @@ def sample_free_positions(
         draw = int(need * total / free * 1.1) + 16
         # Sorted queries keep the binary searches cache-friendly.
         cand = unique_sorted(rng.integers(0, total, size=draw, dtype=np.int64))
-        cand = cand[~_isin_sorted(cand, occupied_flat)]
+        cand = np.compress(~_isin_sorted(cand, occupied_flat), cand)
         # Distinct uniform draws form a uniform random subset of the free set.
         chosen = cand if chosen.size == 0 else unique_sorted(np.concatenate([chosen, cand]))
     if chosen.size > count:
@@ -282,8 +284,8 @@ def take_with_source(
     """Carry per-connection state: `old[source]`, `fill` where source is -1."""
     old = np.asarray(old)
     out = np.take(old, np.maximum(source, 0), axis=0)  # a new array
-    new = source < 0
-    if np.any(new):
+    new = np.flatnonzero(source < 0)
+    if new.size:
         out[new] = fill if np.ndim(fill) == 0 else np.asarray(fill)
     return out
 
@@ -332,7 +334,7 @@ def plan_set(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int], ze
     if not remove.any():
         return SetPlan(indices, shape)
     keep = ~remove
-    kept = _records(indices)[keep]
+    kept = np.compress(keep, _records(indices))
     kept_keys = order_keys(_pairs(kept, indices.dtype), shape)  # sorted, as indices are
     return SetPlan(indices, shape, keep, kept_keys)
 
@@ -340,24 +342,19 @@ def plan_set(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int], ze
 def finish_set(plan: SetPlan, new_keys: np.ndarray) -> Rewiring:
     """The second half of a SET step: merge the regrown `new_keys` (sorted).
 
-    Both the survivors' keys and `new_keys` are sorted, so they are merged
-    instead of sorting nnz positions again.
+    Both the survivors' keys and `new_keys` are sorted, and disjoint. NumPy's
+    stable sort of int64 is a timsort, which finds the two sorted runs of
+    their concatenation and merges them in linear time: about half the time
+    of placing the new keys with `searchsorted` and boolean-mask scatters.
     """
     if plan.keep is None:
         return plan.identity()
-    indices, keep, nnz = plan.indices, plan.keep, plan.keep.size
-    at = np.searchsorted(plan.kept_keys, new_keys)
-    at += np.arange(new_keys.size)
-    is_new = np.zeros(nnz, dtype=bool)
-    is_new[at] = True
-    old_slot = ~is_new
-    records = _records(indices)
-    merged = np.empty_like(records)
-    merged[is_new] = _records(indices_from_keys(new_keys, plan.shape).astype(indices.dtype))
-    merged[old_slot] = records[keep]
-    source = np.full(nnz, -1, np.int64)
-    source[old_slot] = np.flatnonzero(keep)
-    return Rewiring(_pairs(merged, indices.dtype), source, plan.shape)
+    indices, kept = plan.indices, np.flatnonzero(plan.keep)
+    order = np.argsort(np.concatenate([plan.kept_keys, new_keys]), kind="stable")
+    new_records = _records(indices_from_keys(new_keys, plan.shape).astype(indices.dtype))
+    records = np.concatenate([_records(indices).take(kept), new_records])
+    source = np.concatenate([kept, np.full(new_keys.size, -1, np.int64)])
+    return Rewiring(_pairs(records[order], indices.dtype), source[order], plan.shape)
 
 
 def set_rewire(

@@ -147,6 +147,26 @@ def test_set_rewire_invariants(rng, monkeypatch, tiled):
     assert not np.array_equal(T.flat_positions(r.indices, 50), T.flat_positions(idx, 50))
 
 
+@pytest.mark.parametrize("tile", [None, 7])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_finish_set_equals_sorting_survivors_and_new_connections(rng, monkeypatch, tile, dtype):
+    if tile is not None:
+        monkeypatch.setattr(T, "TILE_COLS", tile)
+    shape = (60, 50)
+    idx = T.erdos_renyi_indices(*shape, rng, epsilon=6).astype(dtype)
+    plan = T.plan_set(idx, rng.standard_normal(len(idx)), shape, 0.3)
+    new_keys = T.sample_free_positions(plan.kept_keys, 60 * 50, plan.n_new, rng)
+    r = T.finish_set(plan, new_keys)
+    # Reference: survivors then new connections, sorted by their order keys.
+    together = np.concatenate([idx[plan.keep], T.indices_from_keys(new_keys, shape)])
+    source = np.concatenate([np.flatnonzero(plan.keep), np.full(plan.n_new, -1)])
+    order = np.argsort(T.order_keys(together, shape))
+    assert r.indices.dtype == dtype
+    np.testing.assert_array_equal(r.indices, together[order])
+    np.testing.assert_array_equal(r.source, source[order])
+    T.check_indices(r.indices, shape)
+
+
 def test_set_rewire_zero_zeta_and_dense_layer_unchanged(rng):
     idx = random_topology(rng, 10, 10, 30)
     values = rng.standard_normal(30)
