@@ -53,7 +53,7 @@ _HOOK = "_keras_npset_topology_logging"
 NEW_VALUE_INITS = ("normal", "zeros")
 # Connections (all evolved layers together) from which `SETEvolution` runs its
 # deterministic NumPy work on a second thread. `benchmarks/bench_evolution.py`
-# measured 1.07x at 112k connections and 1.35x at 294k (Leukemia's MLP); below
+# measured 1.01x at 112k connections and 1.26x at 294k (Leukemia's MLP); below
 # the crossover, hand-offs cost more than they save.
 PARALLEL_EVOLUTION_MIN_NNZ = 200_000
 

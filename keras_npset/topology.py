@@ -349,12 +349,20 @@ def finish_set(plan: SetPlan, new_keys: np.ndarray) -> Rewiring:
     """
     if plan.keep is None:
         return plan.identity()
-    indices, kept = plan.indices, np.flatnonzero(plan.keep)
-    order = np.argsort(np.concatenate([plan.kept_keys, new_keys]), kind="stable")
+    indices = plan.indices
+    # Each temporary is dropped as soon as it is used, which keeps the peak
+    # near 32 bytes per connection (tests/test_topology_scaling.py).
+    keys = np.concatenate([plan.kept_keys, new_keys])
+    order = np.argsort(keys, kind="stable")
+    del keys
+    kept = np.flatnonzero(plan.keep)
     new_records = _records(indices_from_keys(new_keys, plan.shape).astype(indices.dtype))
     records = np.concatenate([_records(indices).take(kept), new_records])
+    del new_records
+    records = records.take(order)
     source = np.concatenate([kept, np.full(new_keys.size, -1, np.int64)])
-    return Rewiring(_pairs(records[order], indices.dtype), source[order], plan.shape)
+    del kept
+    return Rewiring(_pairs(records, indices.dtype), source.take(order), plan.shape)
 
 
 def set_rewire(
