@@ -38,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from keras_npset import NeuronPruning, SETEvolution, data_order  # noqa: E402
+from keras_npset import NeuronPruning, SETEvolution, SparseDense, data_order  # noqa: E402
 
 
 def load(path, train=48, seed=0):
@@ -99,7 +99,8 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         self.nnz.append(common.nnz(self.model))
-        self.units.append([layer.units for layer in self.model.layers[:-1]])
+        sparse = [layer for layer in self.model.layers if isinstance(layer, SparseDense)]
+        self.units.append([layer.units for layer in sparse[:-1]])  # the hidden layers
 
 
 def run(kind, x, y, classes, args):

@@ -215,7 +215,8 @@ def _write_config(cfg: Config, dataset: data_lib.Dataset, widths: list[int], sta
     )
 
 
-def _build(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) -> keras.Model:
+def compiled_model(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) -> keras.Model:
+    """The model a run trains, compiled as the run compiles it (optimizer, loss, execution)."""
     model = models.build_model(
         cfg.model.method,
         dataset.n_features,
@@ -296,7 +297,7 @@ def run(
             log(f"resuming {method} on {dataset.name} at epoch {initial_epoch} -> {out}")
     else:
         _write_config(cfg, dataset, widths, started)
-        model, initial_epoch = _build(cfg, dataset, widths), 0
+        model, initial_epoch = compiled_model(cfg, dataset, widths), 0
         if log:
             log(
                 f"{method} on {dataset.name}: {dataset.n_features} features, "

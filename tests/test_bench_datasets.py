@@ -1,0 +1,47 @@
+"""benchmarks/bench_datasets.py on a tiny stand-in dataset: configs found, shares recorded."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from benchmarks import bench_datasets as bd
+
+
+def _write_mat(path, samples=60, features=30, classes=3):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((samples, features))
+    y = np.arange(samples) % classes + 1
+    scipy.io.savemat(path, {"X": x, "Y": y[:, None]})
+
+
+def test_finds_only_configs_with_data(tmp_path):
+    _write_mat(tmp_path / "lung_discrete.mat")
+    _write_mat(tmp_path / "not_a_paper_dataset.mat")
+    found = bd.available(str(tmp_path))
+    assert [name for name, _, _ in found] == ["lung_discrete"]
+    assert found[0][1].endswith("configs/lung_discrete.toml")
+    assert bd.available(str(tmp_path), ["madelon"]) == []
+
+
+def test_main_times_set_epochs(tmp_path, capsys):
+    _write_mat(tmp_path / "lung_discrete.mat")
+    out = tmp_path / "datasets.json"
+    bd.main(
+        ["--data-dir", str(tmp_path), "--hidden", "16", "16", "--epochs", "3"]
+        + ["--output", str(out)]
+    )
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["dataset"] == "lung_discrete"
+    assert row["widths"] == [30, 16, 16, 3] and row["train_samples"] == 40
+    assert row["steps_per_epoch"] == 20 and row["steps_per_execution"] == 5  # 8 does not divide 20
+    assert row["finite_weights"] and row["nnz"] > 0
+    assert row["evolution_s"] > 0 and row["train_s"] > 0
+    assert row["evolution_share"] == pytest.approx(row["evolution_s"] / row["epoch_s"])
+    assert "| lung_discrete | 40 | 30-16-16-3 |" in capsys.readouterr().out
+
+
+def test_no_data_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit):
+        bd.main(["--data-dir", str(tmp_path)])
