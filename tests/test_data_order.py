@@ -20,6 +20,16 @@ def test_epoch_batches_follow_the_per_epoch_orders():
     np.testing.assert_array_equal(xs[:, 0], np.concatenate(seen))
 
 
+@pytest.mark.parametrize("n, static", [(12, True), (10, False)])
+def test_batch_size_is_static_when_every_batch_is_full(n, static):
+    x, y = np.zeros((n, 3), np.float32), np.arange(n)
+    dataset, steps = data_order.epoch_batches(x, y, 4, seed=0, initial_epoch=0, epochs=2)
+    assert dataset.element_spec[0].shape.as_list() == [4 if static else None, 3]
+    seen = np.concatenate([b.numpy() for _, b in dataset])
+    np.testing.assert_array_equal(np.sort(seen[:n]), np.arange(n))  # nothing dropped
+    assert seen.size == 2 * n and steps == -(-n // 4)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
