@@ -20,9 +20,11 @@ the compute dtype.
   product of the `"gather"` path. Fastest from a batch of about 16. No XLA.
 - `"auto"`: inside an XLA-compiled function (a model compiled with
   `jit_compile=True`), `"gather"`; otherwise `"gather"` below
-  `AUTO_CSR_MIN_BATCH` rows and `"csr"` from there, chosen at run time (a
-  Keras `fit` traces with an unknown batch size). The threshold is the
-  crossover measured by `benchmarks/bench_step.py` on a 2-core CPU.
+  `AUTO_CSR_MIN_BATCH` rows and `"csr"` from there, chosen while tracing
+  when the batch size is static (`data_order.epoch_batches` makes it so when
+  every batch is full) and at run time otherwise (a Keras `fit` on arrays
+  traces with an unknown batch size). The threshold is the crossover
+  measured by `benchmarks/bench_step.py` on a 2-core CPU.
 
 Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
 retraces or recompiles any of these; neuron pruning, which changes them, does.
