@@ -501,10 +501,7 @@ class NeuronPruning(_TopologyCallback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.alpha > 0 and self.schedule(epoch):
             total = self.params.get("epochs") if self.params else None
-            final = self.schedule.start + self.schedule.epochs
-            if total is not None:
-                final = min(final, total - 1)
-            self.prune(last=epoch >= final)
+            self.prune(last=epoch >= self.schedule.last_event(total))
             self.events.append(epoch)
 
     def get_config(self):

@@ -36,11 +36,19 @@ class PruningSchedule:
         """Whether neurons are pruned at the beginning of `epoch`."""
         return self.start <= epoch <= self.start + self.epochs
 
+    def last_event(self, total_epochs: int | None = None) -> int:
+        """The last pruning epoch, within a run of `total_epochs` epochs if given.
+
+        Below `start` when the run ends before the first event.
+        """
+        last = self.start + self.epochs
+        if total_epochs is None:
+            return last
+        return min(last, check_int("total_epochs", total_epochs, 0) - 1)
+
     def events(self, total_epochs: int) -> list[int]:
         """The pruning epochs within a run of `total_epochs` epochs."""
-        total_epochs = check_int("total_epochs", total_epochs, 0)
-        last = min(self.start + self.epochs, total_epochs - 1)
-        return list(range(self.start, last + 1))
+        return list(range(self.start, self.last_event(total_epochs) + 1))
 
     def get_config(self) -> dict:
         return {"start": self.start, "epochs": self.epochs}

@@ -50,6 +50,15 @@ def test_events_truncate_to_run_and_empty_schedule():
     assert PruningSchedule(0, 0).events(10) == [0]
 
 
+def test_last_event_with_and_without_the_run_length():
+    assert PruningSchedule(10, 40).last_event() == 50
+    assert PruningSchedule(10, 40).last_event(100) == 50
+    assert PruningSchedule(10, 40).last_event(30) == 29  # the run ends first
+    assert PruningSchedule(5, 3).last_event(5) == 4  # before start: no event at all
+    with pytest.raises(ValueError, match="total_epochs"):
+        PruningSchedule(1, 2).last_event(-1)
+
+
 def test_config_round_trip():
     s = PruningSchedule(start=3, epochs=7)
     assert PruningSchedule.from_config(s.get_config()).events(20) == s.events(20)
