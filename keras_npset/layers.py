@@ -297,9 +297,10 @@ class SparseDense(keras.layers.Layer):
         # from the same file (they load after the layers) are not permuted,
         # so such a layer's momentum starts misaligned. Only layers wider than
         # `TILE_COLS` units saved before tile order existed are affected.
-        order = topology.tile_order(self.indices.numpy(), (self.input_dim, self.units))
+        indices = self.indices.numpy()
+        order = topology.tile_order(indices, (self.input_dim, self.units))
         if order is not None:
-            self.indices.assign(self.indices.numpy()[order])
+            self.indices.assign(indices[order])
             self.values.assign(self.values.numpy()[order])
 
     def call(self, inputs):
