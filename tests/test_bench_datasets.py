@@ -42,6 +42,16 @@ def test_main_times_set_epochs(tmp_path, capsys):
     assert "| lung_discrete | 40 | 30-16-16-3 |" in capsys.readouterr().out
 
 
-def test_no_data_is_a_usage_error(tmp_path):
+def test_no_data_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bd.main(["--data-dir", str(tmp_path)])
+    assert (
+        f"no configs/<name>.toml with a <name>.mat in {str(tmp_path)!r}" in capsys.readouterr().err
+    )
+
+
+def test_too_few_epochs_is_a_usage_error(tmp_path, capsys):
+    _write_mat(tmp_path / "lung_discrete.mat")
+    with pytest.raises(SystemExit):
+        bd.main(["--data-dir", str(tmp_path), "--epochs", "1"])
+    assert "--epochs must be at least 2 (the first traces); got 1" in capsys.readouterr().err
