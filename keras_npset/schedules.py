@@ -48,6 +48,7 @@ class PruningSchedule:
 
     def events(self, total_epochs: int) -> list[int]:
         """The pruning epochs within a run of `total_epochs` epochs."""
+        total_epochs = check_int("total_epochs", total_epochs, 0)  # None is not a run length
         return list(range(self.start, self.last_event(total_epochs) + 1))
 
     def get_config(self) -> dict:
