@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_npset import graph, surgery
+from keras_npset.optimizer_state import read
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import (
     CRITERIA,
@@ -305,7 +306,7 @@ class SETEvolution(_TopologyCallback):
             def plan(layer):
                 shape = (layer.input_dim, layer.units)
                 return pool.submit(
-                    plan_set, layer.indices.numpy(), layer.values.numpy(), shape, self.zeta
+                    plan_set, read(layer.indices), read(layer.values), shape, self.zeta
                 )
 
             upcoming = plan(layers[0]) if layers else None
@@ -474,7 +475,7 @@ class NeuronPruning(_TopologyCallback):
             link = links[name]
             layer = link.layer
             in_deg, out_deg = neuron_degrees(
-                layer.indices.numpy(), link.next.indices.numpy(), layer.units
+                read(layer.indices), read(link.next.indices), layer.units
             )
             n_remove = neurons_to_remove(layer.units, self.alpha, self.min_units)
             keep = select_neurons(in_deg, out_deg, n_remove, self._rng, self.criterion)
@@ -553,8 +554,8 @@ class TopologyLogger(keras.callbacks.Callback):
                 layer = link.layer
                 if not layer.built:
                     continue
-                out_idx = link.next.indices.numpy() if link.next is not None else np.zeros((0, 2))
-                in_deg, out_deg = neuron_degrees(layer.indices.numpy(), out_idx, layer.units)
+                out_idx = read(link.next.indices) if link.next is not None else np.zeros((0, 2))
+                in_deg, out_deg = neuron_degrees(read(layer.indices), out_idx, layer.units)
                 tf.summary.histogram(f"degree/{layer.name}/in", in_deg)
                 if link.next is not None:
                     tf.summary.histogram(f"degree/{layer.name}/out", out_deg)

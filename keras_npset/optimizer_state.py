@@ -8,6 +8,13 @@ optimizer's lists stay valid) and gets new backing storage; its slots get new
 storage too, and the optimizer's index is re-keyed to the new storage.
 Same-shape changes (SET keeps nnz constant) are plain in-place assignments.
 
+Reads and same-shape writes of a single-device variable go straight to
+TensorFlow's `ReadVariableOp` / `AssignVariableOp`, three to five times
+cheaper than Keras's `Variable.numpy` / `Variable.assign` (on the 2-core CPU,
+about 35 against 110 microseconds to write 40k floats): a SET step makes
+three reads and three writes per layer, a fixed cost that shows on a small,
+pruned network. Distributed variables take Keras's path.
+
 After any change of backing storage the caller must rebuild the model's
 train/test/predict functions, which captured the old storage.
 """
@@ -19,6 +26,7 @@ import contextlib
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import resource_variable_ops  # the exact eager type
 
 from keras_npset.topology import take_with_source
 
@@ -65,6 +73,22 @@ def slot_variables(optimizer, variable) -> list:
     return slots
 
 
+def _storage(variable):
+    """The single `tf.Variable` behind a Keras variable, or None (distributed, other)."""
+    storage = getattr(variable, "value", None)
+    if type(storage) is resource_variable_ops.ResourceVariable:
+        return storage
+    return None
+
+
+def read(variable) -> np.ndarray:
+    """The value of a Keras variable as a NumPy array."""
+    storage = _storage(variable)
+    if storage is None:
+        return variable.numpy()
+    return tf.raw_ops.ReadVariableOp(resource=storage.handle, dtype=storage.dtype).numpy()
+
+
 def set_value(variable, value, strategy=None) -> None:
     """Give `variable` the value `value`, replacing its storage if the shape changed.
 
@@ -74,7 +98,15 @@ def set_value(variable, value, strategy=None) -> None:
     """
     value = np.asarray(value, dtype=variable.dtype)
     if tuple(variable.shape) == value.shape:
-        variable.assign(value)
+        storage = _storage(variable)
+        if storage is None:
+            variable.assign(value)
+        else:
+            # Converted first and held here: with a second reference to its
+            # buffer, the op copies it instead of adopting memory that may be
+            # `value`'s own (TensorFlow wraps aligned NumPy arrays).
+            tensor = tf.constant(value)
+            tf.raw_ops.AssignVariableOp(resource=storage.handle, value=tensor)
         return
     if strategy is None:
         # A mirrored variable knows its strategy: new storage must be created
@@ -95,7 +127,7 @@ def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
     """
     optimizer = base_optimizer(optimizer)
     slots = slot_variables(optimizer, variable)
-    slot_values = [take_with_source(s.numpy(), source, 0.0) for s in slots]
+    slot_values = [take_with_source(read(s), source, 0.0) for s in slots]
     index = _known_index(optimizer, variable)
     old_key = optimizer._var_key(variable) if index is not None else None
     set_value(variable, new_value, strategy)

@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_npset.graph import Link
 from keras_npset.layers import SparseDense
-from keras_npset.optimizer_state import carry, set_value
+from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import Rewiring, keep_units, take_with_source
 
 
@@ -32,7 +32,7 @@ def rewire_layer(
     (source -1) get `new_values` (a scalar or one value per new connection)
     and zero optimizer state.
     """
-    values = take_with_source(layer.values.numpy(), rewiring.source, new_values)
+    values = take_with_source(read(layer.values), rewiring.source, new_values)
     set_value(layer.indices, rewiring.indices, strategy)
     carry(layer.values, values, rewiring.source, optimizer, strategy)
     shape = tuple(int(d) for d in rewiring.shape)
@@ -43,7 +43,7 @@ def rewire_layer(
 
 def _shrink_last_axis(layer, keep: np.ndarray, optimizer, strategy) -> None:
     for weight in layer.weights:
-        carry(weight, weight.numpy()[keep], keep, optimizer, strategy)
+        carry(weight, read(weight)[keep], keep, optimizer, strategy)
 
 
 def _set_input_width(layer, width: int) -> None:
@@ -73,18 +73,18 @@ def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) ->
     width = int(keep.size)
     rewire_layer(
         layer,
-        keep_units(layer.indices.numpy(), (layer.input_dim, layer.units), keep, axis=1),
+        keep_units(read(layer.indices), (layer.input_dim, layer.units), keep, axis=1),
         optimizer=optimizer,
         strategy=strategy,
     )
     if layer.bias is not None:
-        carry(layer.bias, layer.bias.numpy()[keep], keep, optimizer, strategy)
+        carry(layer.bias, read(layer.bias)[keep], keep, optimizer, strategy)
     for between in link.between:
         _shrink_last_axis(between, keep, optimizer, strategy)
         _set_input_width(between, width)
     rewire_layer(
         nxt,
-        keep_units(nxt.indices.numpy(), (nxt.input_dim, nxt.units), keep, axis=0),
+        keep_units(read(nxt.indices), (nxt.input_dim, nxt.units), keep, axis=0),
         optimizer=optimizer,
         strategy=strategy,
     )

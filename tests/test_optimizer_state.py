@@ -3,8 +3,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_npset.optimizer_state import base_optimizer, carry, set_value, slot_variables
+from keras_npset.optimizer_state import base_optimizer, carry, read, set_value, slot_variables
 
 OPTIMIZERS = {
     "sgd_momentum": (lambda: keras.optimizers.SGD(0.1, momentum=0.9), 1),
@@ -76,3 +77,27 @@ def test_set_value_same_shape_assigns_in_place():
     set_value(variable, np.arange(5))
     assert variable.value is not storage and tuple(variable.shape) == (5,)
     variable.assign(np.zeros(5))  # later assigns see the new shape
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32", "int64"])
+def test_read_and_same_shape_set_value_match_keras(dtype):
+    rng = np.random.default_rng(1)
+    variable = keras.Variable(rng.integers(-50, 50, (7, 2)).astype(dtype), dtype=dtype)
+    got = read(variable)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, variable.numpy())
+    got[:] = 0  # a copy: the variable is untouched
+    assert np.any(variable.numpy() != 0)
+    new = rng.integers(-50, 50, (7, 2)).astype(dtype)
+    expected = new.copy()
+    set_value(variable, new)
+    new[:] = 0  # the variable holds a copy of what it was given
+    np.testing.assert_array_equal(variable.numpy(), expected)
+
+
+def test_same_shape_set_value_is_seen_by_a_traced_function():
+    variable = keras.Variable(np.zeros(4, "float32"))
+    total = tf.function(lambda: tf.reduce_sum(variable.value))
+    assert float(total()) == 0.0
+    set_value(variable, np.arange(4.0))
+    assert float(total()) == 6.0  # the same storage, updated in place
