@@ -30,6 +30,28 @@ def test_batch_size_is_static_when_every_batch_is_full(n, static):
     assert seen.size == 2 * n and steps == -(-n // 4)
 
 
+@pytest.mark.parametrize("chunk_bytes, full", [(1, False), (96, False), (96, True)])
+def test_chunked_gathers_give_the_same_batches(monkeypatch, chunk_bytes, full):
+    # 8-byte samples (x and y float32): 96 bytes gather four batches of 3 at
+    # a time, 1 byte one batch. An epoch of 23 samples is chunked 12 + 11
+    # and ends with a batch of 2; one of 24 is chunked 12 + 12.
+    monkeypatch.setattr(data_order, "GATHER_CHUNK_BYTES", chunk_bytes)
+    n = 24 if full else 23
+    x = np.arange(n, dtype=np.float32)[:, None] * 2.0
+    y = np.arange(n, dtype=np.float32) + 100.0
+    dataset, steps = data_order.epoch_batches(x, y, 3, seed=5, initial_epoch=2, epochs=4)
+    expected = []
+    for epoch in (2, 3):
+        order = data_order.epoch_order(5, epoch, n)
+        expected += [order[i : i + 3] for i in range(0, n, 3)]
+    got = list(dataset)
+    assert steps == 8 and len(got) == len(expected) == 16
+    for (xb, yb), idx in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(xb.numpy(), x[idx])
+        np.testing.assert_array_equal(yb.numpy(), y[idx])
+    assert dataset.element_spec[0].shape.as_list() == [3 if full else None, 1]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
