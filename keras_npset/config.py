@@ -102,9 +102,10 @@ class TrainConfig:
     # Training steps per call into TensorFlow (Keras's `steps_per_execution`): above 1 it
     # saves Keras's fixed per-step cost, most of a step at batch 2, and trains the same
     # steps to the same weights (tested). The runner uses the largest divisor of the steps
-    # per epoch not above it, so SET and pruning still act between whole epochs. Batch-level
-    # callbacks and the progress bar then see one call per execution.
-    steps_per_execution: int = 8
+    # per epoch not above it, so SET and pruning still act between whole epochs (the paper's
+    # small datasets then run one call per epoch). Batch-level callbacks and the progress
+    # bar see one call per execution.
+    steps_per_execution: int = 32
     # Compile the whole training step with XLA (Keras's `jit_compile=True`). False keeps
     # Keras's "auto" (off on CPU-only machines); SparseDense's kernels use XLA either way.
     # Faster at small batches; float rounding differs, and each pruning event recompiles.
