@@ -11,7 +11,17 @@ the new shapes). Batches come as in `train.py` (`data_order.epoch_batches`,
 one `tf.data` iterator across epochs). The
 default schedule is the paper's alpha 0.04 with its 41 events compressed onto
 consecutive epochs from epoch 1 (7000 -> 1320 neurons per hidden layer by
-epoch 41), then a few epochs on the pruned network.
+epoch 41), then 2 epochs on the pruned network; these runs give the
+per-epoch table.
+
+The NPSET/SET comparison is timed afterwards, in alternating rounds: each
+round continues the SET-MLP, the pruned NPSET network and a tiny dense
+input-8-8-classes MLP (same feed and compile, no callbacks: Keras's own
+per-step and per-epoch work, a cost no network escapes) for 5 epochs each.
+A shared machine's load swings over minutes; alternating every second or so
+lets the swings hit all three alike, where the two long runs above may meet
+different conditions. The summary compares median epochs (training plus
+evolution), with the means beside them.
 
 Compiled as `train.py` compiles by default (up to 32 steps per execution:
 all 24 of a Leukemia epoch);
@@ -28,6 +38,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -137,7 +148,38 @@ def run(kind, x, y, classes, args):
                 "units": clock.units[e],
             }
         )
-    return epochs
+    return model, epochs
+
+
+ROUND_EPOCHS = 5
+
+
+def interleaved(models, x, y, args):
+    """Per model, `(training s, evolution s)` of epochs timed in alternating rounds.
+
+    Each round continues every model for `ROUND_EPOCHS` epochs in turn (a
+    `fit` each, with `SETEvolution` where asked); epochs 1-3 of each are kept:
+    epoch 0 creates the iterator and the last one does not evolve. Slow swings
+    of a shared machine's load then hit all models alike.
+    """
+    batches, steps = data_order.epoch_batches(x, y, args.batch, args.seed, 0, ROUND_EPOCHS)
+    timed = {name: [] for name in models}
+    for r in range(args.rounds):
+        for name, (model, evolves) in models.items():
+            clock = EpochClock()
+            evolution = TimedSET(zeta=0.3, seed=args.seed + r) if evolves else None
+            callbacks = [clock] + ([evolution] if evolution else [])
+            # Garbage of earlier fits (and of building the models) is collected
+            # now, not by a full collection inside a timed epoch (one such
+            # pause took 0.35 s, in the middle of an evolution).
+            gc.collect()
+            model.fit(
+                batches, steps_per_epoch=steps, epochs=ROUND_EPOCHS, verbose=0, callbacks=callbacks
+            )
+            for e in range(1, ROUND_EPOCHS - 1):
+                evolve = evolution.seconds[e] if evolution else 0.0
+                timed[name].append((clock.seconds[e], evolve))
+    return timed
 
 
 def main(argv=None):
@@ -149,7 +191,10 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=0.04)
     parser.add_argument("--start", type=int, default=1)
     parser.add_argument("--prune-epochs", type=int, default=40)
-    parser.add_argument("--after", type=int, default=15, help="Epochs after the last event.")
+    parser.add_argument("--after", type=int, default=2, help="Epochs after the last event.")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="Alternating rounds timed after the runs."
+    )
     parser.add_argument(
         "--steps-per-execution", type=int, default=32, help="as train.py's default; 1 is Keras's"
     )
@@ -159,16 +204,19 @@ def main(argv=None):
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.alpha, args.prune_epochs, args.after = 0.3, 4, 3
+        args.alpha, args.prune_epochs, args.after, args.rounds = 0.3, 4, 3, 2
     args.epochs = args.start + args.prune_epochs + 1 + args.after
     x, y, classes = load(args.data)
     rss0 = common.peak_rss_mib()
-    results = {kind: run(kind, x, y, classes, args) for kind in ("SET", "NPSET")}
+    trained = {kind: run(kind, x, y, classes, args) for kind in ("SET", "NPSET")}
+    results = {kind: rows for kind, (_, rows) in trained.items()}
     last = args.start + args.prune_epochs
-    after = range(last + 1, args.epochs - 1)  # the final epoch has no evolution
-
-    def mean(kind, key):
-        return float(np.mean([results[kind][e][key] for e in after]))
+    keras.utils.set_random_seed(args.seed)
+    tiny = common.mlp([x.shape[1], 8, 8, classes], sparse=False)
+    spe = trained["SET"][0].steps_per_execution
+    tiny = common.compile_sgd(tiny, int(spe), True if args.jit_compile == "true" else "auto")
+    models = {"SET": (trained["SET"][0], True), "NPSET": (trained["NPSET"][0], True)}
+    timed = interleaved({**models, "floor": (tiny, False)}, x, y, args)
 
     print(
         "| epoch | SET s (train + evolve) | NPSET s (train + evolve + prune) | NPSET nnz "
@@ -182,14 +230,27 @@ def main(argv=None):
             f"| {n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
             f"{n['pruning_s']:.3f}) | {n['nnz']:,} | {n['units']} |"
         )
-    set_epoch = mean("SET", "train_s") + mean("SET", "evolution_s")
-    np_epoch = mean("NPSET", "train_s") + mean("NPSET", "evolution_s")
+
+    def epoch(name, stat=np.median):
+        return float(stat([train + evolve for train, evolve in timed[name]]))
+
+    def evolution_share(name):
+        return float(np.sum([e for _, e in timed[name]]) / np.sum(timed[name]))
+
+    set_epoch, np_epoch, floor = epoch("SET"), epoch("NPSET"), epoch("floor")
+    set_mean, np_mean = epoch("SET", np.mean), epoch("NPSET", np.mean)
     summary = {
         "set_epoch_s": set_epoch,
         "npset_epoch_s": np_epoch,
         "npset_over_set": np_epoch / set_epoch,
-        "set_evolution_share": mean("SET", "evolution_s") / set_epoch,
-        "npset_evolution_share_after": mean("NPSET", "evolution_s") / np_epoch,
+        "set_epoch_mean_s": set_mean,
+        "npset_epoch_mean_s": np_mean,
+        "npset_over_set_mean": np_mean / set_mean,
+        "set_evolution_share": evolution_share("SET"),
+        "npset_evolution_share_after": evolution_share("NPSET"),
+        "keras_floor_epoch_s": floor,
+        "keras_floor_share_of_npset": floor / np_epoch,
+        "timed_epochs": len(timed["SET"]),
         "pruning_share_during": float(
             np.mean(
                 [r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start : last + 1]]
@@ -204,11 +265,15 @@ def main(argv=None):
         "npset_nnz": results["NPSET"][-1]["nnz"],
     }
     print(
-        f"\nAfter pruning (epochs {after.start}-{after.stop - 1}): NPSET epoch "
-        f"{np_epoch:.3f} s vs SET-MLP {set_epoch:.3f} s = {summary['npset_over_set']:.0%}; "
+        f"\nAfter pruning ({len(timed['SET'])} epochs each in {args.rounds} alternating rounds, "
+        f"median epoch): NPSET "
+        f"{np_epoch:.4f} s vs SET-MLP {set_epoch:.4f} s = {summary['npset_over_set']:.1%} "
+        f"(means: {np_mean:.4f} s vs {set_mean:.4f} s = {summary['npset_over_set_mean']:.1%}); "
         f"evolution share of a SET epoch {summary['set_evolution_share']:.0%}, of an NPSET "
         f"epoch {summary['npset_evolution_share_after']:.0%}; pruning share of the epochs "
-        f"with an event {summary['pruning_share_during']:.0%}. Peak RSS "
+        f"with an event {summary['pruning_share_during']:.0%}. An epoch of a dense "
+        f"{x.shape[1]}-8-8-{classes} MLP on the same feed takes {floor:.4f} s, "
+        f"{summary['keras_floor_share_of_npset']:.0%} of the NPSET epoch. Peak RSS "
         f"{summary['peak_rss_mib']:,.0f} MiB (before the models {rss0:,.0f} MiB; SET-MLP "
         f"nnz {summary['set_nnz']:,} -> about {summary['set_nnz'] * 60 / 2**20:,.0f} MiB "
         "of per-connection state and temporaries at 60 B each)."
@@ -217,6 +282,7 @@ def main(argv=None):
         "args": vars(args),
         "summary": summary,
         "epochs": results,
+        "interleaved": timed,
         "machine": common.machine(),
     }
     name = args.output or ("bench_epoch_quick.json" if args.quick else "bench_epoch.json")

@@ -38,4 +38,14 @@ def test_main_times_set_and_npset_epochs(tmp_path, capsys):
     assert max(r["pruning_s"] for r in [np_rows[0], *np_rows[6:]]) < pruning / 5
     summary = payload["summary"]
     assert summary["npset_over_set"] == summary["npset_epoch_s"] / summary["set_epoch_s"]
+    assert summary["keras_floor_epoch_s"] > 0
+    # Two alternating rounds (--quick), epochs 1-3 of each kept, for all three models.
+    timed = payload["interleaved"]
+    assert sorted(timed) == ["NPSET", "SET", "floor"]
+    assert all(len(timed[name]) == 6 == summary["timed_epochs"] for name in timed)
+    assert all(evolve > 0 for _, evolve in timed["SET"] + timed["NPSET"])
+    assert all(evolve == 0 for _, evolve in timed["floor"])
+    assert summary["keras_floor_share_of_npset"] == (
+        summary["keras_floor_epoch_s"] / summary["npset_epoch_s"]
+    )
     assert "After pruning" in capsys.readouterr().out
