@@ -82,9 +82,9 @@ def epoch_batches(
     # run time in every layer and step. No sample is dropped.
     full = n % batch_size == 0
     # Rows are gathered several batches at a time and then split: each call of
-    # the map function costs about 50 microseconds on a 2-core CPU, a fixed
-    # cost per training step that `benchmarks/bench_epoch.py` sees on a small
-    # (pruned) network. A chunk stays within `GATHER_CHUNK_BYTES`.
+    # the map function costs about 50 microseconds on a 2-core CPU, which one
+    # call per batch made a fixed cost of every training step, felt most by a
+    # small (pruned) network. A chunk stays within `GATHER_CHUNK_BYTES`.
     sample_bytes = sum(t.shape.num_elements() * t.dtype.size for t in (x_all, y_all)) // n
     per_gather = GATHER_CHUNK_BYTES // (batch_size * max(1, sample_bytes))
     per_gather = max(1, min(GATHER_CHUNK_BATCHES, per_gather))
