@@ -117,15 +117,15 @@ def table(rows):
     """Markdown: ms per phase and the fit step's efficiency against the floor."""
     head = ["widths", "eps", "batch", "nnz", *[f"{p} ms" for p in PHASES]]
     head += ["floor ms", "floor / fit step"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for row in rows:
         med = row["median_s"]
         cells = ["-".join(str(w) for w in row["widths"]), f"{row['epsilon']:g}", str(row["batch"])]
         cells.append(str(row["nnz"]))
         cells += [f"{med[p] * 1e3:.2f}" for p in PHASES]
         cells += [f"{row['floor_s'] * 1e3:.3f}", f"{row['floor_s'] / med['fit step']:.0%}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return common.markdown_table(head, body)
 
 
 def main(argv=None):

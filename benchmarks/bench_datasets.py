@@ -85,19 +85,24 @@ def measure(config, path, args):
 
 
 def table(rows):
-    lines = [
-        "| dataset | train samples | widths | nnz | steps | epoch s | train s | evolution s | "
-        "evolution share | finite weights |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    head = ["dataset", "train samples", "widths", "nnz", "steps", "epoch s", "train s"]
+    head += ["evolution s", "evolution share", "finite weights"]
+    cells = [
+        [
+            r["dataset"],
+            str(r["train_samples"]),
+            "-".join(map(str, r["widths"])),
+            f"{r['nnz']:,}",
+            str(r["steps_per_epoch"]),
+            f"{r['epoch_s']:.3f}",
+            f"{r['train_s']:.3f}",
+            f"{r['evolution_s']:.3f}",
+            f"{r['evolution_share']:.0%}",
+            "yes" if r["finite_weights"] else "NO",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['train_samples']} | {'-'.join(map(str, r['widths']))} | "
-            f"{r['nnz']:,} | {r['steps_per_epoch']} | {r['epoch_s']:.3f} | {r['train_s']:.3f} | "
-            f"{r['evolution_s']:.3f} | {r['evolution_share']:.0%} | "
-            f"{'yes' if r['finite_weights'] else 'NO'} |"
-        )
-    return "\n".join(lines)
+    return common.markdown_table(head, cells)
 
 
 def main(argv=None):

@@ -218,18 +218,22 @@ def main(argv=None):
     models = {"SET": (trained["SET"][0], True), "NPSET": (trained["NPSET"][0], True)}
     timed = interleaved({**models, "floor": (tiny, False)}, x, y, args)
 
-    print(
-        "| epoch | SET s (train + evolve) | NPSET s (train + evolve + prune) | NPSET nnz "
-        "| NPSET units |"
-    )
-    print("|---|---|---|---|---|")
+    head = ["epoch", "SET s (train + evolve)", "NPSET s (train + evolve + prune)"]
+    head += ["NPSET nnz", "NPSET units"]
+    body = []
     for e in sorted({0, 1, 2, *range(0, args.epochs, 5), last, last + 1, args.epochs - 2}):
         s, n = results["SET"][e], results["NPSET"][e]
-        print(
-            f"| {e} | {s['total_s']:.3f} ({s['train_s']:.3f} + {s['evolution_s']:.3f}) "
-            f"| {n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
-            f"{n['pruning_s']:.3f}) | {n['nnz']:,} | {n['units']} |"
+        body.append(
+            [
+                str(e),
+                f"{s['total_s']:.3f} ({s['train_s']:.3f} + {s['evolution_s']:.3f})",
+                f"{n['total_s']:.3f} ({n['train_s']:.3f} + {n['evolution_s']:.3f} + "
+                f"{n['pruning_s']:.3f})",
+                f"{n['nnz']:,}",
+                str(n["units"]),
+            ]
         )
+    print(common.markdown_table(head, body))
 
     def epoch(name, stat=np.median):
         return float(stat([train + evolve for train, evolve in timed[name]]))

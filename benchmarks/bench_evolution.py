@@ -72,18 +72,19 @@ def measure(widths, epsilon, rounds):
 
 
 def table(rows):
-    lines = [
-        "| widths | eps | nnz | one thread ms | two threads ms | speed-up |",
-        "|---|---|---|---|---|---|",
+    head = ["widths", "eps", "nnz", "one thread ms", "two threads ms", "speed-up"]
+    cells = [
+        [
+            "-".join(map(str, row["widths"])),
+            f"{row['epsilon']:g}",
+            f"{row['nnz']:,}",
+            f"{row['median_s']['one thread'] * 1e3:.1f}",
+            f"{row['median_s']['two threads'] * 1e3:.1f}",
+            f"{row['speedup']:.2f}x",
+        ]
+        for row in rows
     ]
-    for row in rows:
-        med = row["median_s"]
-        lines.append(
-            f"| {'-'.join(map(str, row['widths']))} | {row['epsilon']:g} | {row['nnz']:,} | "
-            f"{med['one thread'] * 1e3:.1f} | {med['two threads'] * 1e3:.1f} | "
-            f"{row['speedup']:.2f}x |"
-        )
-    return "\n".join(lines)
+    return common.markdown_table(head, cells)
 
 
 def main(argv=None):

@@ -179,7 +179,7 @@ def table(rows, impls):
     head = ["shape", "eps", "batch", "nnz", "dense ms"]
     head += [f"{impl} ms" for impl in impls]
     head += ["floor ms", "dense / auto", "dense / best", "floor / auto"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for row in rows:
         sparse = row["sparse_s"]
         auto = sparse.get("auto", min(sparse.values()))
@@ -198,8 +198,8 @@ def table(rows, impls):
             f"{row['dense_s'] / best:.1f}x",
             f"{row['floor_s'] / auto:.0%}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return common.markdown_table(head, body)
 
 
 if __name__ == "__main__":

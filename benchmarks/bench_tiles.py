@@ -121,19 +121,21 @@ def main(argv=None):
                     "floor_s": floor,
                 }
             )
-    print(
-        "| batch | layout | forward ms | input grad ms | values grad ms | total ms | "
-        "speed-up vs row-major int64 | floor ms | floor / total |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        m = r["median_s"]
-        print(
-            f"| {r['batch']} | {r['layout']} | {m['forward'] * 1e3:.1f} | "
-            f"{m['input grad'] * 1e3:.1f} | {m['values grad'] * 1e3:.1f} | "
-            f"{r['total_s'] * 1e3:.1f} | {r['speedup_vs_first']:.2f}x | "
-            f"{r['floor_s'] * 1e3:.2f} | {r['floor_s'] / r['total_s']:.0%} |"
-        )
+    head = ["batch", "layout", "forward ms", "input grad ms", "values grad ms", "total ms"]
+    head += ["speed-up vs row-major int64", "floor ms", "floor / total"]
+    body = [
+        [
+            str(r["batch"]),
+            r["layout"],
+            *[f"{r['median_s'][p] * 1e3:.1f}" for p in ("forward", "input grad", "values grad")],
+            f"{r['total_s'] * 1e3:.1f}",
+            f"{r['speedup_vs_first']:.2f}x",
+            f"{r['floor_s'] * 1e3:.2f}",
+            f"{r['floor_s'] / r['total_s']:.0%}",
+        ]
+        for r in rows
+    ]
+    print(common.markdown_table(head, body))
     fields = {"shape": list(shape), "nnz": nnz, "peak_flops": flops, "bandwidth": bandwidth}
     print("wrote", common.write_results(args.output, args, rows, **fields))
 

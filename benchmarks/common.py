@@ -93,6 +93,13 @@ def machine() -> dict:
     }
 
 
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of `head` and rows of already formatted cells."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def write_json(name: str, payload: dict) -> str:
     """Write `payload` to `benchmarks/results/<name>` atomically; return the path.
 

@@ -29,3 +29,8 @@ def test_write_results_records_arguments_fields_rows_and_machine(tmp_path):
     assert payload["args"] == {"batch": 2, "output": "x.json"}
     assert payload["nnz"] == 7 and payload["rows"] == [{"t": 0.5}]
     assert payload["machine"]["cpu_count"] >= 1
+
+
+def test_markdown_table_has_header_separator_and_one_line_per_row():
+    text = common.markdown_table(["a", "b"], [["1", "x"], ["22", "y"]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 22 | y |"]
