@@ -1,6 +1,7 @@
 """benchmarks/bench_datasets.py on a tiny stand-in dataset: configs found, shares recorded."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +41,26 @@ def test_main_times_set_epochs(tmp_path, capsys):
     assert row["evolution_s"] > 0 and row["train_s"] > 0
     assert row["evolution_share"] == pytest.approx(row["evolution_s"] / row["epoch_s"])
     assert "| lung_discrete | 40 | 30-16-16-3 |" in capsys.readouterr().out
+
+
+def test_an_epoch_is_its_training_plus_its_evolution(tmp_path, monkeypatch):
+    # An evolution made 0.2 s slower must lengthen the epoch, not shorten its training.
+    original = bd.TimedSET.evolve
+
+    def slow_evolve(self):
+        original(self)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(bd.TimedSET, "evolve", slow_evolve)
+    _write_mat(tmp_path / "lung_discrete.mat")
+    out = tmp_path / "datasets.json"
+    bd.main(
+        ["--data-dir", str(tmp_path), "--hidden", "16", "16", "--epochs", "3"]
+        + ["--output", str(out)]
+    )
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["evolution_s"] >= 0.2 and 0 < row["train_s"] < row["evolution_s"]
+    assert row["epoch_s"] >= row["train_s"] + 0.2
 
 
 def test_no_data_is_a_usage_error(tmp_path, capsys):
