@@ -213,8 +213,8 @@ def main(argv=None):
     last = args.start + args.prune_epochs
     keras.utils.set_random_seed(args.seed)
     tiny = common.mlp([x.shape[1], 8, 8, classes], sparse=False)
-    spe = trained["SET"][0].steps_per_execution
-    tiny = common.compile_sgd(tiny, int(spe), True if args.jit_compile == "true" else "auto")
+    spe = int(trained["SET"][0].steps_per_execution)  # the runs' choice
+    tiny = common.compile_sgd(tiny, spe, True if args.jit_compile == "true" else "auto")
     models = {"SET": (trained["SET"][0], True), "NPSET": (trained["NPSET"][0], True)}
     timed = interleaved({**models, "floor": (tiny, False)}, x, y, args)
 
@@ -260,9 +260,7 @@ def main(argv=None):
                 [r["pruning_s"] / r["total_s"] for r in results["NPSET"][args.start : last + 1]]
             )
         ),
-        "steps_per_execution": data_order.execution_steps(
-            args.steps_per_execution, -(-len(x) // args.batch)
-        ),
+        "steps_per_execution": spe,
         "peak_rss_mib": common.peak_rss_mib(),
         "rss_before_models_mib": rss0,
         "set_nnz": results["SET"][-1]["nnz"],
