@@ -26,7 +26,8 @@ def test_finds_only_configs_with_data(tmp_path):
     assert bd.available(str(tmp_path), ["madelon"]) == []
 
 
-def test_main_times_set_epochs(tmp_path, capsys):
+def _one_row(tmp_path):
+    """`main` on a stand-in lung_discrete (hidden 16-16, 3 epochs); its one results row."""
     _write_mat(tmp_path / "lung_discrete.mat")
     out = tmp_path / "datasets.json"
     bd.main(
@@ -34,6 +35,11 @@ def test_main_times_set_epochs(tmp_path, capsys):
         + ["--output", str(out)]
     )
     (row,) = json.loads(out.read_text())["rows"]
+    return row
+
+
+def test_main_times_set_epochs(tmp_path, capsys):
+    row = _one_row(tmp_path)
     assert row["dataset"] == "lung_discrete"
     assert row["widths"] == [30, 16, 16, 3] and row["train_samples"] == 40
     assert row["steps_per_epoch"] == 20 and row["steps_per_execution"] == 20  # all, under 32
@@ -52,13 +58,7 @@ def test_an_epoch_is_its_training_plus_its_evolution(tmp_path, monkeypatch):
         time.sleep(0.2)
 
     monkeypatch.setattr(bd.TimedSET, "evolve", slow_evolve)
-    _write_mat(tmp_path / "lung_discrete.mat")
-    out = tmp_path / "datasets.json"
-    bd.main(
-        ["--data-dir", str(tmp_path), "--hidden", "16", "16", "--epochs", "3"]
-        + ["--output", str(out)]
-    )
-    (row,) = json.loads(out.read_text())["rows"]
+    row = _one_row(tmp_path)
     assert row["evolution_s"] >= 0.2 and 0 < row["train_s"] < row["evolution_s"]
     assert row["epoch_s"] >= row["train_s"] + 0.2
 
