@@ -5,6 +5,7 @@
 - `SETEvolution`: Sparse Evolutionary Training (Mocanu et al. 2018) as a callback.
 - `NeuronPruning`: neuron pruning of NPSET (Liu, Mocanu & Pechenizkiy 2019),
   physically narrowing hidden layers during `fit`.
+- `SETSquaredError`: the original SET code's training signal as a Keras loss.
 - `TopologyLogger`: degree histograms for TensorBoard.
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
 """
@@ -13,6 +14,7 @@ from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
 from keras_npset.export import to_dense_model
 from keras_npset.graph import topology_stats
 from keras_npset.layers import SparseDense
+from keras_npset.losses import SETSquaredError
 from keras_npset.schedules import PruningSchedule, final_width
 
 __version__ = "0.1.0"
@@ -21,6 +23,7 @@ __all__ = [
     "NeuronPruning",
     "PruningSchedule",
     "SETEvolution",
+    "SETSquaredError",
     "SparseDense",
     "TopologyLogger",
     "final_width",
