@@ -26,7 +26,9 @@ from keras_npset.layers import KERNEL_INITIALIZERS
 from keras_npset.topology import CRITERIA
 
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
-LOSSES = ("mse", "categorical_crossentropy")
+LOSSES = ("set_squared_error", "mse", "categorical_crossentropy")
+# Losses trained on a sigmoid output layer (the others use softmax).
+SIGMOID_LOSSES = ("set_squared_error", "mse")
 # The valid choices below are owned by the modules that implement them.
 INITS = NEW_VALUE_INITS
 KERNEL_IMPLS = IMPLEMENTATIONS
@@ -95,8 +97,11 @@ class TrainConfig:
     weight_decay: float = 0.0002
     # Seeds the split, the synthetic data, the topology and Keras (set_random_seed).
     seed: int = 0
-    # "mse" on a sigmoid output (the paper) or "categorical_crossentropy" on softmax.
-    loss: str = "mse"
+    # "set_squared_error": the paper's code's training signal on a sigmoid output
+    # (keras_npset.losses.SETSquaredError: delta (p - y) * s'(p) per unit, not divided by
+    # the number of classes). "mse" is Keras's (sigmoid output, a 2/C smaller gradient);
+    # "categorical_crossentropy" uses a softmax output.
+    loss: str = "set_squared_error"
     # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
     verbose: int = 2
     # Training steps per call into TensorFlow (Keras's `steps_per_execution`): above 1 it

@@ -196,6 +196,15 @@ def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
     )
 
 
+def make_loss(name: str):
+    """The Keras loss of `train.loss`: the paper's `SETSquaredError` or a Keras loss name."""
+    if name == "set_squared_error":
+        from keras_npset.losses import SETSquaredError
+
+        return SETSquaredError()
+    return name
+
+
 def _percent(values: list[float]) -> list[float]:
     return [round(100.0 * float(v), 4) for v in values]
 
@@ -231,7 +240,7 @@ def compiled_model(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) ->
     steps = math.ceil(len(dataset.y_train) / cfg.train.batch_size)
     model.compile(
         optimizer=make_optimizer(cfg),
-        loss=cfg.train.loss,
+        loss=make_loss(cfg.train.loss),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         steps_per_execution=data_order.execution_steps(cfg.train.steps_per_execution, steps),
         jit_compile=True if cfg.train.jit_compile else "auto",

@@ -10,14 +10,15 @@ Methods, all MLPs with ReLU hidden layers (two in the paper):
 - `"dense"`: dense MLP at the full widths (Table 3's FC-MLP).
 
 Sparse methods use a sparse output layer too. The output is sigmoid for the
-paper's MSE loss and softmax for cross-entropy.
+paper's loss (`keras_npset.losses.SETSquaredError`) and Keras's MSE, softmax for
+cross-entropy.
 """
 
 from __future__ import annotations
 
 import keras
 
-from keras_npset.config import METHODS, Config
+from keras_npset.config import METHODS, SIGMOID_LOSSES, Config
 
 SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
 OUTPUT_NAME = "output"
@@ -108,7 +109,7 @@ def build_model(
     hidden: list[int],
     epsilon: float = 10.0,
     seed: int | None = None,
-    loss: str = "mse",
+    loss: str = "set_squared_error",
     kernel_impl: str = "auto",
     kernel_initializer: str = "glorot_uniform",
 ) -> keras.Model:
@@ -121,8 +122,9 @@ def build_model(
         hidden: hidden widths (already the final ones for `direct_*`, see `widths_for`).
         epsilon: SET sparsity of every sparse layer. Defaults to `10.0`.
         seed: topology and initialiser seed; layer `i` gets `seed + i`. Defaults to `None`.
-        loss: `"mse"` (sigmoid output, the paper) or `"categorical_crossentropy"`
-            (softmax output). Defaults to `"mse"`.
+        loss: the training loss, which decides the output activation: sigmoid for
+            `"set_squared_error"` (the paper's code) and `"mse"`, softmax for
+            `"categorical_crossentropy"`. Defaults to `"set_squared_error"`.
         kernel_impl: `SparseDense` kernel implementation. Defaults to `"auto"`.
         kernel_initializer: initial weights of every layer. Defaults to `"glorot_uniform"`.
 
@@ -132,7 +134,7 @@ def build_model(
     _check_method(method)
     if not hidden or any(h <= 0 for h in hidden):
         raise ValueError(f"`hidden` must be non-empty positive widths. Received: hidden={hidden}")
-    output_activation = "sigmoid" if loss == "mse" else "softmax"
+    output_activation = "sigmoid" if loss in SIGMOID_LOSSES else "softmax"
     names = hidden_names(len(hidden)) + [OUTPUT_NAME]
     widths = list(hidden) + [n_classes]
     activations = ["relu"] * len(hidden) + [output_activation]

@@ -23,7 +23,7 @@ def test_dataclass_defaults_are_the_papers_setting():
     assert cfg.model.hidden == [1000, 1000]
     assert cfg.train.learning_rate == 0.01 and cfg.train.momentum == 0.9
     assert cfg.train.batch_size == 2 and cfg.train.epochs == 100
-    assert cfg.train.weight_decay == 0.0002 and cfg.train.loss == "mse"
+    assert cfg.train.weight_decay == 0.0002 and cfg.train.loss == "set_squared_error"
     assert cfg.data.path == ""
 
 

@@ -114,6 +114,21 @@ def test_build_model_softmax_for_cross_entropy():
     assert model.get_layer("output").activation is keras.activations.softmax
 
 
+def test_compiled_model_trains_with_the_papers_loss_or_keras_mse(tmp_path):
+    from keras_npset.data import load_from_config
+    from keras_npset.losses import SETSquaredError
+
+    cfg = _tiny(tmp_path, "set")
+    dataset = load_from_config(cfg.data, 0)
+    model = experiment.compiled_model(cfg, dataset, cfg.model.hidden)
+    assert isinstance(model.loss, SETSquaredError)
+    assert model.get_layer("output").activation is keras.activations.sigmoid
+    cfg.train.loss = "mse"
+    model = experiment.compiled_model(cfg, dataset, cfg.model.hidden)
+    assert model.loss == "mse"
+    assert model.get_layer("output").activation is keras.activations.sigmoid
+
+
 def test_build_model_rejects():
     with pytest.raises(ValueError, match="Received: method='mlp'"):
         models.build_model("mlp", 4, 2, [3])
