@@ -80,13 +80,108 @@ def aggregate(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     return groups
 
 
+# The fidelity targets the report checks (NPSET paper, Tables 2 and 3).
+ACCURACY_POINTS = 3.0  # mean max accuracy of SET and NPSET within this many points of Table 2
+PARAMS_FRACTION = 0.05  # NPSET parameters within this fraction of Table 3
+
+
+def _paper_float(row: dict[str, str], key: str) -> float | None:
+    value = row.get(key, "")
+    return float(value) if value not in ("", None) else None
+
+
+def fidelity_checks(
+    groups: dict[tuple[str, str], dict[str, Any]], paper: dict[str, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """Per dataset with SET or NPSET runs: our figures against Tables 2 and 3.
+
+    Each row holds the dataset, the paper's and our SET / NPSET mean max accuracy and
+    NPSET parameters and neurons, and whether each is within the targets (None where a
+    method did not run).
+    """
+    rows = []
+    for dataset in dict.fromkeys(d for d, _ in groups):
+        row = paper.get(dataset, {})
+        check: dict[str, Any] = {"dataset": dataset}
+        for method in ("set", "npset"):
+            g = groups.get((dataset, method))
+            ours = statistics.fmean(g["max"]) if g else None
+            theirs = _paper_float(row, f"acc_{method}")
+            check[f"{method}_max"] = ours
+            check[f"{method}_paper"] = theirs
+            check[f"{method}_ok"] = (
+                None if ours is None or theirs is None else abs(ours - theirs) <= ACCURACY_POINTS
+            )
+        g = groups.get((dataset, "npset"))
+        params, neurons = _paper_float(row, "npset_params"), _paper_float(row, "npset_neurons")
+        check["npset_params"] = statistics.fmean(g["params"]) if g else None
+        check["npset_params_paper"] = params
+        check["npset_params_ok"] = (
+            None
+            if g is None or params is None
+            else abs(check["npset_params"] / params - 1) <= PARAMS_FRACTION
+        )
+        check["npset_neurons_ok"] = (
+            None if g is None or neurons is None else set(g["neurons"]) == {neurons}
+        )
+        rows.append(check)
+    return rows
+
+
+def paired_against_fc(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SET and NPSET against `direct_fc` (dense at NPSET's widths) with the same seed.
+
+    One row per (dataset, method) with at least one seed run by both: the seeds, the
+    mean difference (method - direct_fc) of max and of final accuracy, and on how many
+    seeds the sparse method's final accuracy is higher.
+    """
+    by_key = {(r["dataset"], r["method"], r["seed"]): r for r in results}
+    rows = []
+    for dataset, method in dict.fromkeys((r["dataset"], r["method"]) for r in results):
+        if method not in ("set", "npset"):
+            continue
+        seeds = sorted(
+            s for d, m, s in by_key if (d, m) == (dataset, method) and (d, "direct_fc", s) in by_key
+        )
+        if not seeds:
+            continue
+        pairs = [(by_key[(dataset, method, s)], by_key[(dataset, "direct_fc", s)]) for s in seeds]
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "seeds": seeds,
+                "max_diff": [a["max_test_accuracy"] - b["max_test_accuracy"] for a, b in pairs],
+                "final_diff": [
+                    a["final_test_accuracy"] - b["final_test_accuracy"] for a, b in pairs
+                ],
+            }
+        )
+    return rows
+
+
+def _ok(value: bool | None) -> str:
+    return "–" if value is None else ("yes" if value else "**no**")
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _signed(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{mean:+.2f}{spread}"
+
+
 def markdown_report(
     results: list[dict[str, Any]],
     paper: dict[str, dict[str, str]],
     epochs: int | str,
     notes: list[str] = (),
 ) -> str:
-    """The Markdown report: our numbers beside the paper's Table 2 and Table 3."""
+    """The Markdown report: our numbers beside the paper's Tables 2 and 3, the fidelity
+    checks and the paired comparison of the sparse methods against `direct_fc`."""
     groups = aggregate(results)
     lines = [
         "# NPSET paper reproduction",
@@ -95,6 +190,44 @@ def markdown_report(
         "*max* is the maximum over epochs (what the paper's Table 2 reports), *final* the "
         "last epoch; mean ± std over seeds.",
         "",
+    ]
+    checks = fidelity_checks(groups, paper)
+    if checks:
+        lines += [
+            "## Fidelity against the paper",
+            "",
+            f"Targets: SET and NPSET mean max accuracy within {ACCURACY_POINTS:g} points of "
+            f"Table 2; NPSET parameters within {PARAMS_FRACTION:.0%} of Table 3; NPSET neurons "
+            "exactly Table 3's on every seed.",
+            "",
+            "| dataset | SET max (paper) | ok | NPSET max (paper) | ok | NPSET params (paper) "
+            "| ok | neurons exact |",
+            "|---|---:|---|---:|---|---:|---|---|",
+        ]
+        for c in checks:
+            params = (
+                "–"
+                if c["npset_params"] is None
+                else f"{_int(c['npset_params'])} ({_int(c['npset_params_paper'])})"
+            )
+            lines.append(
+                f"| {c['dataset']} | {_num(c['set_max'])} ({_num(c['set_paper'])}) | "
+                f"{_ok(c['set_ok'])} | {_num(c['npset_max'])} ({_num(c['npset_paper'])}) | "
+                f"{_ok(c['npset_ok'])} | {params} | {_ok(c['npset_params_ok'])} | "
+                f"{_ok(c['npset_neurons_ok'])} |"
+            )
+        lines.append("")
+        for key, label in (
+            ("set_ok", "SET accuracy"),
+            ("npset_ok", "NPSET accuracy"),
+            ("npset_params_ok", "NPSET parameters"),
+            ("npset_neurons_ok", "NPSET neurons"),
+        ):
+            known = [c[key] for c in checks if c[key] is not None]
+            if known:
+                lines.append(f"- {label}: within target on {sum(known)} of {len(known)} datasets.")
+        lines.append("")
+    lines += [
         "## Table 2: test accuracy",
         "",
         "| dataset | method | paper (max) | max | final | seeds |",
@@ -107,6 +240,27 @@ def markdown_report(
             f"| {dataset} | {method} | {paper_acc} | {_mean_std(g['max'])} | "
             f"{_mean_std(g['final'])} | {seeds} |"
         )
+    paired = paired_against_fc(results)
+    if paired:
+        lines += [
+            "",
+            "## Sparse against dense at the same widths (paired by seed)",
+            "",
+            "The paper's generalisation claim: SET and NPSET beat `direct_fc`, a dense MLP "
+            "trained directly at NPSET's final widths. Differences are sparse minus dense, in "
+            "points, mean ± std over the seeds both ran; *wins* counts the seeds on which the "
+            "sparse method's final accuracy is higher.",
+            "",
+            "| dataset | method | seeds | max: sparse - dense | final: sparse - dense | wins |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for p in paired:
+            wins = sum(d > 0 for d in p["final_diff"])
+            lines.append(
+                f"| {p['dataset']} | {p['method']} | {','.join(map(str, p['seeds']))} | "
+                f"{_signed(p['max_diff'])} | {_signed(p['final_diff'])} | "
+                f"{wins}/{len(p['seeds'])} |"
+            )
     lines += [
         "",
         "## Table 3: parameters and neurons",

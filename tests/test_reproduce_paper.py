@@ -43,6 +43,45 @@ def test_markdown_report_beside_paper():
     assert "- a note" in md
 
 
+def test_fidelity_checks_against_tables_2_and_3():
+    results = [
+        _result("set", 0, 86.0, 80.0, params=13450, neurons=925),  # 88.00 in Table 2
+        _result("set", 1, 84.0, 80.0, params=13450, neurons=925),  # mean 85.0: 3.0 below, ok
+        _result("npset", 0, 80.0, 76.0, params=2400),  # Table 3: 2,447 params, 457 neurons
+        _result("npset", 1, 82.0, 76.0, params=2700),  # mean 2550: 4.2% above, ok
+    ]
+    paper = rp.read_paper_tables()
+    (check,) = rp.fidelity_checks(rp.aggregate(results), paper)
+    assert check["set_ok"] is True and check["npset_ok"] is False  # npset 81.0 vs 88.00
+    assert check["npset_params"] == 2550 and check["npset_params_ok"] is True
+    assert check["npset_neurons_ok"] is True
+    results[3]["params"], results[3]["neurons"] = 2800, 458  # mean 2600: 6.3% above
+    (check,) = rp.fidelity_checks(rp.aggregate(results), paper)
+    assert check["npset_params_ok"] is False and check["npset_neurons_ok"] is False
+    md = rp.markdown_report(results, paper, epochs=100)
+    assert "| lung_discrete | 85.00 (88.00) | yes | 81.00 (88.00) | **no** | 2,600 (2,447) " in md
+    assert "- SET accuracy: within target on 1 of 1 datasets." in md
+    assert "- NPSET parameters: within target on 0 of 1 datasets." in md
+
+
+def test_paired_comparison_against_direct_fc():
+    results = [
+        _result("set", 0, 90.0, 84.0),
+        _result("set", 1, 80.0, 70.0),
+        _result("set", 2, 88.0, 88.0),  # no direct_fc with seed 2: not paired
+        _result("direct_fc", 0, 85.0, 80.0),
+        _result("direct_fc", 1, 84.0, 76.0),
+        _result("npset", 0, 88.0, 88.0),  # npset has no pair at all
+        _result("direct_fc", 3, 85.0, 80.0),
+    ]
+    results[-2]["seed"] = 5
+    (row,) = rp.paired_against_fc(results)
+    assert row["method"] == "set" and row["seeds"] == [0, 1]
+    assert row["max_diff"] == [5.0, -4.0] and row["final_diff"] == [4.0, -6.0]
+    md = rp.markdown_report(results, rp.read_paper_tables(), epochs=100)
+    assert "| lung_discrete | set | 0,1 | +0.50 ± 6.36 | -1.00 ± 7.07 | 1/2 |" in md
+
+
 def test_unknown_dataset_is_rejected(tmp_path, capsys):
     rc = rp.main(["--data-dir", str(tmp_path), "--datasets", "mnist", "--out", "x.md"])
     assert rc == 2
