@@ -128,9 +128,7 @@ def test_gradient_at_logits_is_the_original_delta_not_keras_mse(rng):
     np.testing.assert_allclose(
         tape.gradient(keras_mse, logits), (2 / 15) * (p - y.numpy()) * p * (1 - p) / 6, rtol=1e-4
     )
-    np.testing.assert_allclose(
-        ours, 0.5 * np.mean(np.sum((p - y.numpy()) ** 2, axis=1)), rtol=1e-6
-    )
+    np.testing.assert_allclose(ours, 0.5 * np.mean(np.sum((p - y.numpy()) ** 2, axis=1)), rtol=1e-6)
 
 
 def test_probabilities_without_cached_logits_give_the_same_gradient(rng):
