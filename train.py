@@ -43,11 +43,17 @@ def _native_stderr_silenced():
 
 
 # keras_npset/__init__.py imports TensorFlow; its start-up chatter would bury the one-line
-# error messages this script promises.
+# error messages this script promises. Listing the devices initialises them here too, so the
+# "failed call to cuInit" error line that TensorFlow prints on a machine without a GPU (at
+# its first device query, whatever TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
 with _native_stderr_silenced():
+    import tensorflow as tf
+
     from keras_npset import run_dir
     from keras_npset.config import load_config, valid_keys
     from keras_npset.data import load_from_config
+
+    tf.config.list_physical_devices()
 
 _RESUME_HELP = """\
 resuming: a checkpoint is saved into output.dir after every epoch (written under a
