@@ -235,6 +235,22 @@ def test_cross_entropy_zero_init_and_out_criterion(tmp_path):
     assert np.isfinite(results["history"]["loss"]).all()
 
 
+def test_verbose_2_prints_one_short_line_per_epoch_and_each_pruning_event(tmp_path, capsys):
+    cfg = _tiny(tmp_path, "npset", "train.verbose=2", "model.alpha=0.2", "output.save_model=false")
+    lines = []
+    results = experiment.run(cfg, log=lines.append)
+    assert capsys.readouterr().out == ""  # Keras's own epoch line is off
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    events = [line for line in lines if line.startswith("pruning event")]
+    assert len(epochs) == 2 and len(events) == 2  # events at the beginning of epochs 1 and 2
+    widths = results["history"]["neurons/hidden_1"]
+    assert events[0].startswith(f"pruning event at epoch 1: hidden_1 16 -> {int(widths[0])}, ")
+    params = [int(p) for p in results["history"]["params/total"]]
+    assert events[1].endswith(f"; params {params[0]:,} -> {params[1]:,}")
+    assert "test " in epochs[0] and "val_" not in epochs[0]
+    assert f"params {params[1]:,}  " in epochs[1] and ".0000" not in epochs[1]
+
+
 def test_same_seed_same_run(tmp_path):
     a = experiment.run(_tiny(tmp_path / "a", "set", "output.save_model=false"), log=None)
     b = experiment.run(_tiny(tmp_path / "b", "set", "output.save_model=false"), log=None)
