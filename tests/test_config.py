@@ -25,6 +25,8 @@ def test_dataclass_defaults_are_the_papers_setting():
     assert cfg.train.batch_size == 2 and cfg.train.epochs == 100
     assert cfg.train.weight_decay == 0.0002 and cfg.train.loss == "set_squared_error"
     assert cfg.data.path == ""
+    # The paper's code: N(0, 1) / 10 weights; fewest *outgoing* connections pruned (Table 3).
+    assert cfg.model.kernel_initializer == "set_normal" and cfg.model.criterion == "out"
 
 
 def test_dataclass_list_default_is_not_shared():
