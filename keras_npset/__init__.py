@@ -7,6 +7,7 @@
   physically narrowing hidden layers during `fit`.
 - `SETSquaredError`: the original SET code's training signal as a Keras loss.
 - `TopologyLogger`: degree histograms for TensorBoard.
+- `load_model`: `keras.saving.load_model` with the package's classes registered.
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
 """
 
@@ -15,6 +16,7 @@ from keras_npset.export import to_dense_model
 from keras_npset.graph import topology_stats
 from keras_npset.layers import SparseDense
 from keras_npset.losses import SETSquaredError
+from keras_npset.saving import load_model
 from keras_npset.schedules import PruningSchedule, final_width
 
 __version__ = "0.1.0"
@@ -27,6 +29,7 @@ __all__ = [
     "SparseDense",
     "TopologyLogger",
     "final_width",
+    "load_model",
     "to_dense_model",
     "topology_stats",
 ]
