@@ -30,14 +30,12 @@ def test_main_times_set_and_npset_epochs(tmp_path, capsys):
     assert np_rows[-1]["nnz"] < set_rows[-1]["nnz"]
     for row in set_rows + np_rows:
         assert row["train_s"] > 0 and row["total_s"] >= row["train_s"]
-    # SET evolves after every epoch but the last; pruning works only at NPSET's events
-    # (the wrapped callbacks are timed every epoch: wide-margin ratios, no absolute times).
-    evolving = min(r["evolution_s"] for r in set_rows[:-1])
-    assert set_rows[-1]["evolution_s"] < evolving / 5
-    pruning = min(r["pruning_s"] for r in np_rows[1:6])
-    assert max(r["pruning_s"] for r in [np_rows[0], *np_rows[6:]]) < pruning / 5
+    # SET evolves after every epoch but the last; pruning happens only at NPSET's events:
+    # the widths change exactly at epochs 1-5 (times are the benchmark's, not asserted here).
+    assert all(r["evolution_s"] >= 0 and r["pruning_s"] >= 0 for r in set_rows + np_rows)
+    widths = [r["units"][0] for r in np_rows]
+    assert [b < a for a, b in zip(widths, widths[1:], strict=False)] == [True] * 5 + [False] * 3
     summary = payload["summary"]
-    assert summary["npset_over_set"] == summary["npset_epoch_s"] / summary["set_epoch_s"]
     assert summary["keras_floor_epoch_s"] > 0
     # Two alternating rounds (--quick), epochs 1-3 of each kept, for all three models.
     timed = payload["interleaved"]
@@ -45,7 +43,4 @@ def test_main_times_set_and_npset_epochs(tmp_path, capsys):
     assert all(len(timed[name]) == 6 == summary["timed_epochs"] for name in timed)
     assert all(evolve > 0 for _, evolve in timed["SET"] + timed["NPSET"])
     assert all(evolve == 0 for _, evolve in timed["floor"])
-    assert summary["keras_floor_share_of_npset"] == (
-        summary["keras_floor_epoch_s"] / summary["npset_epoch_s"]
-    )
     assert "After pruning" in capsys.readouterr().out
