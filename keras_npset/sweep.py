@@ -522,7 +522,8 @@ class _ProcessBackend:
         self.live: dict[int, tuple] = {}
 
     def describe(self) -> str:
-        return f"{self.workers} worker processes, {self.threads} TensorFlow threads each"
+        plural = "es" if self.workers > 1 else ""
+        return f"{self.workers} worker process{plural}, {self.threads} TensorFlow threads each"
 
     def _start(self, run: Run) -> tuple:
         out = run.config.output.dir
