@@ -277,11 +277,7 @@ def _worker_main() -> int:
     reply_fd = int(sys.argv[1])
     task = json.load(sys.stdin)
     _limit_threads(task.get("threads"))
-    try:
-        message = {"results": execute(task["config"], in_worker=True)}
-    except Exception as e:  # reported by the parent as this run's failure
-        traceback.print_exc()
-        message = {"error": _error_text(e)}
+    message = _execute_reply(task)
     with os.fdopen(reply_fd, "w") as f:
         json.dump(message, f, default=str)
     return 0
@@ -297,11 +293,18 @@ def _ray_task(task: dict[str, Any]) -> dict[str, Any]:
     os.dup2(log, 1)
     os.dup2(log, 2)
     _limit_threads(task.get("threads"))
+    return _execute_reply(task)
+
+
+def _execute_reply(task: dict[str, Any]) -> dict[str, Any]:
+    """A worker's reply: `{"results": ...}` or `{"error": ...}`, and its own seconds."""
+    start = time.monotonic()
     try:
-        return {"results": execute(task["config"], in_worker=True)}
-    except Exception as e:
+        reply = {"results": execute(task["config"], in_worker=True)}
+    except Exception as e:  # reported by the parent as this run's failure
         traceback.print_exc()
-        return {"error": _error_text(e)}
+        reply = {"error": _error_text(e)}
+    return {**reply, "seconds": time.monotonic() - start}
 
 
 # ---------------------------------------------------------------------------------------
@@ -504,7 +507,7 @@ class _SerialBackend:
 
 
 def _reply_outcome(run: Run, message: dict[str, Any], attempts: int, seconds: float) -> Outcome:
-    """The outcome of a worker's reply: `{"results": ...}` or `{"error": ...}`."""
+    """The outcome of a worker's reply (see `_execute_reply`)."""
     if "results" in message:
         return Outcome(run, "trained", message["results"], None, attempts, seconds)
     return Outcome(run, "failed", None, message["error"], attempts, seconds)
@@ -675,7 +678,8 @@ class _RayBackend:
                         error = f"Ray worker died {attempts[i]} times ({_error_text(e)})"
                         ended(i, Outcome(run, "failed", None, error, attempts[i], seconds))
                     continue
-                ended(i, _reply_outcome(run, message, attempts[i], seconds))
+                # The seconds since the task started, not since it was queued.
+                ended(i, _reply_outcome(run, message, attempts[i], message["seconds"]))
 
     def close(self) -> None:
         for ref in self.pending:
