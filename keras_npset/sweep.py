@@ -433,6 +433,13 @@ def run_grid(
             f"for {dirs.count(twice[0])} runs"
         )
 
+    if ray is not None:  # first, so that a missing Ray or a bad address fails at once
+        backend = _RayBackend(ray, cpus_per_run or 1)
+    elif workers:
+        threads = cpus_per_run or max(1, _cores() // workers)
+        backend = _ProcessBackend(workers, threads)
+    else:
+        backend = _SerialBackend()
     progress = _Progress(len(runs), log)
     outcomes: dict[int, Outcome] = {}
 
@@ -442,37 +449,29 @@ def run_grid(
         if on_result:
             on_result(i, outcome)
 
-    todo = []
-    for i, run in enumerate(runs):  # finished runs are reused without starting a worker
-        out = run.config.output.dir
-        try:
-            state = run_dir.inspect(out, run.config)
-        except ValueError as e:
-            if not move_aside:
-                ended(i, Outcome(run, "failed", error=_error_text(e)))
-                continue
-            moved = run_dir.move_aside(out)
-            progress.say(f"{run.name}: {out} held another run, moved to {moved}")
-            state = "new"
-        if state == "complete":
-            ended(i, Outcome(run, "reused", results=_read_results(out)))
-        else:
-            todo.append(i)
-
-    if ray is not None:
-        backend = _RayBackend(ray, cpus_per_run or 1)
-    elif workers:
-        threads = cpus_per_run or max(1, _cores() // workers)
-        backend = _ProcessBackend(workers, threads)
-    else:
-        backend = _SerialBackend()
-    if todo:
-        progress.say(
-            f"sweep: {len(todo)} of {len(runs)} runs to train ({len(runs) - len(todo)} "
-            f"finished or failed already), {backend.describe()}"
-        )
     interrupted = False
     try:
+        todo = []
+        for i, run in enumerate(runs):  # finished runs are reused without starting a worker
+            out = run.config.output.dir
+            try:
+                state = run_dir.inspect(out, run.config)
+            except ValueError as e:
+                if not move_aside:
+                    ended(i, Outcome(run, "failed", error=_error_text(e)))
+                    continue
+                moved = run_dir.move_aside(out)
+                progress.say(f"{run.name}: {out} held another run, moved to {moved}")
+                state = "new"
+            if state == "complete":
+                ended(i, Outcome(run, "reused", results=_read_results(out)))
+            else:
+                todo.append(i)
+        if todo:
+            progress.say(
+                f"sweep: {len(todo)} of {len(runs)} runs to train ({len(runs) - len(todo)} "
+                f"finished or failed already), {backend.describe()}"
+            )
         backend.run([(i, runs[i]) for i in todo], retries, ended, progress)
     except KeyboardInterrupt:
         interrupted = True

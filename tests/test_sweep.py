@@ -250,3 +250,19 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
     assert row["status"] == "trained" and row["resumed_at_epochs"]
     for key in ("max_test_accuracy", "final_test_accuracy", "hidden_units", "params"):
         assert row[key] == expected[key], key
+
+
+def test_ray_is_optional(tmp_path, monkeypatch, capsys):
+    import ast
+
+    with open(sweep.__file__) as f:
+        tree = ast.parse(f.read())
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = [a.name for n in top for a in n.names]
+    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert not any(name.split(".")[0] == "ray" for name in names)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    assert sweep.main(["--ray", "local", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'keras-npset[sweep]'. Received: ray='local'" in err
+    assert err.count("\n") == 1
