@@ -834,6 +834,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while connecting to Ray, before any run started
+        print("error: interrupted before any run started", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     if report.interrupted:
