@@ -607,6 +607,22 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails at once where nothing listens at a `host:port` address (Ray would retry on)."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address)
+    if not match:  # "local", "auto" and the like
+        return
+    import socket
+
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(
+            f"No Ray cluster answers at {match[1]}:{match[2]} ({_error_text(e)}). "
+            f"Received: ray={address!r}"
+        ) from None
+
+
 class _RayBackend:
     """Each run a Ray task with `cpus` CPUs, in a worker process of its own."""
 
@@ -621,6 +637,7 @@ class _RayBackend:
         self.ray, self.cpus, self.pending = ray, cpus, {}
         self.started = False
         if not ray.is_initialized():
+            _check_reachable(address)
             kwargs = {"include_dashboard": False} if address == "local" else {}
             try:
                 ray.init(address=address, log_to_driver=False, **kwargs)

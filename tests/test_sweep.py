@@ -266,3 +266,17 @@ def test_ray_is_optional(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "pip install 'keras-npset[sweep]'. Received: ray='local'" in err
     assert err.count("\n") == 1
+
+
+def test_ray_address_where_nothing_listens_fails_at_once(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install '.[sweep]')")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    assert sweep.main(["--ray", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path)]) == 2
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert err.startswith("error: No Ray cluster answers at 127.0.0.1:") and err.count("\n") == 1
