@@ -649,7 +649,7 @@ class _RayBackend:
             self.started = True
         env = {k: str(cpus) for k in _THREAD_ENV}
         env["TF_NUM_INTEROP_THREADS"] = str(min(cpus, 2))
-        for key in (CRASH_TEST_ENV, "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH"):
+        for key in (CRASH_TEST_ENV, "TF_CPP_MIN_LOG_LEVEL"):
             if key in os.environ:
                 env[key] = os.environ[key]
         self.remote = ray.remote(num_cpus=cpus, max_calls=1, max_retries=0)(_ray_task).options(
