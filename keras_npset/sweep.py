@@ -516,41 +516,79 @@ def _task(run: Run, threads: int | None) -> dict[str, Any]:
     return {"config": config_to_dict(run.config), "threads": threads, "cwd": os.getcwd()}
 
 
+class _Worker:
+    """A worker process and its reply pipe, drained as it goes (a reply may exceed the
+    pipe's buffer, and the worker would block writing it)."""
+
+    def __init__(self, proc: subprocess.Popen, reply_fd: int):
+        self.proc, self.fd, self.chunks = proc, reply_fd, []
+        self.start = time.monotonic()
+        os.set_blocking(reply_fd, False)
+
+    def drain(self) -> None:
+        while self.fd >= 0:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:  # the worker closed its end
+                return
+            self.chunks.append(chunk)
+
+    def reply(self) -> dict[str, Any] | None:
+        """The worker's message once it has exited; None if it died before sending one."""
+        self.drain()
+        self.close()
+        try:
+            message = json.loads(b"".join(self.chunks))
+        except ValueError:  # nothing, or cut off by a kill
+            return None
+        return message if isinstance(message, dict) else None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class _ProcessBackend:
     """Each run in a fresh `python` process (spawned), at most `workers` at a time."""
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
-        self.live: dict[int, tuple] = {}
+        self.live: dict[int, _Worker] = {}
 
     def describe(self) -> str:
         plural = "es" if self.workers > 1 else ""
         return f"{self.workers} worker process{plural}, {self.threads} TensorFlow threads each"
 
-    def _start(self, run: Run) -> tuple:
+    def _start(self, run: Run) -> _Worker:
         out = run.config.output.dir
         os.makedirs(out, exist_ok=True)
         env = {**os.environ, **{k: str(self.threads) for k in _THREAD_ENV}}
         env["TF_NUM_INTEROP_THREADS"] = str(min(self.threads, 2))
         read_fd, write_fd = os.pipe()
-        log = open(os.path.join(out, WORKER_LOG), "ab")
         code = "import sys; from keras_npset import sweep; sys.exit(sweep._worker_main())"
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(write_fd)],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=log,
-                env=env,
-                pass_fds=(write_fd,),
-                start_new_session=True,  # Ctrl-C reaches the parent only; it stops them
-            )
+            with open(os.path.join(out, WORKER_LOG), "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", code, str(write_fd)],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    pass_fds=(write_fd,),
+                    start_new_session=True,  # Ctrl-C reaches the parent only; it stops them
+                )
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
-            log.close()
+        worker = _Worker(proc, read_fd)
         proc.stdin.write(json.dumps(_task(run, self.threads)).encode())
         proc.stdin.close()
-        return proc, os.fdopen(read_fd, "rb"), time.monotonic()
+        return worker
 
     def run(self, items, retries, ended, progress) -> None:
         queue = list(items)
@@ -562,39 +600,38 @@ class _ProcessBackend:
                 attempts[i] += 1
                 self.live[i] = self._start(run)
             time.sleep(0.1)
-            for i, (proc, reply, start) in list(self.live.items()):
-                if proc.poll() is None:
+            for i, worker in list(self.live.items()):
+                worker.drain()
+                if worker.proc.poll() is None:
                     continue
                 del self.live[i]
-                raw = reply.read()
-                reply.close()
-                run = runs[i]
-                message = json.loads(raw) if raw else None
-                seconds = time.monotonic() - start
+                run, message = runs[i], worker.reply()
+                seconds = time.monotonic() - worker.start
+                code = _exit_text(worker.proc.returncode)
                 if message:
                     ended(i, _reply_outcome(run, message, attempts[i], seconds))
                 elif attempts[i] <= retries:
                     progress.say(
-                        f"{run.name}: worker died ({_exit_text(proc.returncode)}); starting it "
-                        f"again from its checkpoint (attempt {attempts[i] + 1} of {retries + 1})"
+                        f"{run.name}: worker died ({code}); starting it again from its "
+                        f"checkpoint (attempt {attempts[i] + 1} of {retries + 1})"
                     )
                     queue.insert(0, (i, run))
                 else:
-                    error = f"worker died ({_exit_text(proc.returncode)}) {attempts[i]} times"
+                    error = f"worker died ({code}) {attempts[i]} times"
                     ended(i, Outcome(run, "failed", None, error, attempts[i], seconds))
 
     def close(self) -> None:
-        for proc, reply, _ in self.live.values():
-            if proc.poll() is None:
-                proc.terminate()
+        for worker in self.live.values():
+            if worker.proc.poll() is None:
+                worker.proc.terminate()
         deadline = time.monotonic() + 10
-        for proc, reply, _ in self.live.values():
+        for worker in self.live.values():
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reply.close()
+                worker.proc.kill()
+                worker.proc.wait()
+            worker.close()
         self.live.clear()
 
 

@@ -280,3 +280,21 @@ def test_ray_address_where_nothing_listens_fails_at_once(tmp_path, capsys):
     assert time.monotonic() - start < 30
     err = capsys.readouterr().err
     assert err.startswith("error: No Ray cluster answers at 127.0.0.1:") and err.count("\n") == 1
+
+
+def test_a_reply_larger_than_the_pipe_buffer_arrives(tmp_path):
+    # The worker would block writing a long results dict if the parent waited for it to exit.
+    read_fd, write_fd = os.pipe()
+    code = (
+        "import json, os, sys\n"
+        "with os.fdopen(int(sys.argv[1]), 'w') as f: json.dump({'error': 'x' * 300000}, f)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(write_fd)], pass_fds=(write_fd,))
+    os.close(write_fd)
+    worker = sweep._Worker(proc, read_fd)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the worker blocked on its reply"
+        worker.drain()
+        time.sleep(0.01)
+    assert worker.reply() == {"error": "x" * 300000}
