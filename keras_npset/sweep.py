@@ -356,8 +356,9 @@ class _Progress:
         elapsed = time.monotonic() - self.start
         left = self.total - self.done
         eta = (
-            _fmt_seconds(elapsed / self.trained * left) if self.trained and left else
-            ("0s" if not left else "?")
+            _fmt_seconds(elapsed / self.trained * left)
+            if self.trained and left
+            else ("0s" if not left else "?")
         )
         self.say(f"[{self.done}/{self.total}] {text} | {_fmt_seconds(elapsed)} elapsed, ETA {eta}")
 
@@ -422,9 +423,7 @@ def run_grid(
             f"Give either `workers` or `ray`, not both. Received: workers={workers}, ray={ray!r}"
         )
     if ray is not None and (not isinstance(ray, str) or not ray):
-        raise ValueError(
-            f"`ray` must be 'local' or a cluster address. Received: ray={ray!r}"
-        )
+        raise ValueError(f"`ray` must be 'local' or a cluster address. Received: ray={ray!r}")
     dirs = [os.path.normpath(os.path.abspath(r.config.output.dir)) for r in runs]
     if len(set(dirs)) != len(dirs):
         twice = sorted({d for d in dirs if dirs.count(d) > 1})

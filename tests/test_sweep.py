@@ -202,9 +202,7 @@ def test_workers_match_serial_and_a_killed_worker_resumes(serial, tmp_path, monk
         assert not run_dir.has_checkpoint(o.run.config.output.dir)
 
 
-def test_ray_local_cluster_matches_serial_and_a_killed_task_resumes(
-    serial, tmp_path, monkeypatch
-):
+def test_ray_local_cluster_matches_serial_and_a_killed_task_resumes(serial, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[sweep]')")
     marker = _crash_once(monkeypatch, tmp_path)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
