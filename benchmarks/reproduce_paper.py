@@ -10,7 +10,10 @@ Each run is `keras_npset.experiment.run` on `configs/<dataset>.toml` with
 The Markdown report puts our max and final test accuracy (mean +- std over seeds)
 beside the paper's Table 2, and our parameter / neuron counts beside Table 3
 (read from `benchmarks/paper_tables.csv`). All results also go to `FILE.json`.
-A full reproduction (15 datasets x 6 methods x 100 epochs) takes days on a CPU.
+A full reproduction (15 datasets x 6 methods x 100 epochs) takes days on a CPU:
+`--workers N` trains N runs at a time in separate processes, `--ray ADDRESS` (or
+`local`) on a Ray cluster (see `keras_npset.sweep`, docs/sweeps.md). Finished runs
+are reused and killed ones resume, so the same command continues an interrupted grid.
 """
 
 from __future__ import annotations
@@ -285,19 +288,6 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
-def _finished(cfg) -> dict[str, Any] | None:
-    """The results of an earlier identical run in `cfg.output.dir`, if there are any."""
-    from keras_npset.config import config_to_dict
-
-    try:
-        with open(os.path.join(cfg.output.dir, "config.json")) as f:
-            same = json.load(f)["config"] == config_to_dict(cfg)
-        with open(os.path.join(cfg.output.dir, "results.json")) as f:
-            return json.load(f) if same else None
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", help="folder with scikit-feature <name>.mat (required to train)")
@@ -313,7 +303,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--out", required=True, help="Markdown report; JSON goes beside it")
     p.add_argument("--runs-dir", default="runs/reproduce", help="where run folders go")
-    p.add_argument("--resume", action="store_true", help="reuse finished runs with the same config")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse finished runs with the same config (always done now; kept for old commands)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="train N runs at a time, in processes")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('local' starts one)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
 
@@ -404,14 +400,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return report
 
-    results: list[dict[str, Any]] = []
-    for cfg in plan:
-        previous = _finished(cfg) if args.resume else None
-        results.append(previous or experiment.run(cfg))
-        write(results)  # after every run, so a long reproduction can be read while it runs
-    report = write(results)
+    from keras_npset import sweep
+
+    # Finished runs are reused, killed ones resume, a folder of another config is moved
+    # aside; see keras_npset.sweep.
+    done: dict[int, dict[str, Any]] = {}
+
+    def ended(i: int, outcome: sweep.Outcome) -> None:
+        if outcome.status == "failed":
+            notes.append(f"{outcome.run.name} failed: {outcome.error}")
+        else:
+            done[i] = outcome.results
+        write([done[k] for k in sorted(done)])  # so a long reproduction can be read while it runs
+
+    try:
+        grid = sweep.run_grid(
+            [sweep.Run(cfg) for cfg in plan],
+            workers=args.workers,
+            ray=args.ray,
+            move_aside=True,
+            on_result=ended,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if grid.interrupted:
+        return 130
+    report = write(grid.results)
     print(report)
-    return 0
+    return 1 if grid.failures else 0
 
 
 if __name__ == "__main__":

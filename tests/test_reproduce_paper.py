@@ -177,3 +177,12 @@ def test_training_without_data_dir_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == "error: --data-dir is required unless --collect is given\n"
     assert not (tmp_path / "r.md").exists()
+
+
+def test_bad_workers_fails_before_any_run(tmp_path, capsys):
+    _fake_lung(tmp_path)
+    argv = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "r.md"), "--workers", "-1"]
+    assert rp.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Received: workers=-1" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.md").exists()
