@@ -12,9 +12,11 @@ The paper leaves two choices of its code unstated that change its tables:
 Both studies use every other setting of the paper configs (`configs/<dataset>.toml`),
 the paper's loss included. Run folders go to `--runs-dir/<variant>/<dataset>/<method>/
 seed<k>`; a finished run with the same config is reused, so the command continues an
-interrupted study. Example:
+interrupted study. Runs go through `keras_npset.sweep`, so `--workers N` trains N at a
+time and `--ray ADDRESS` on a Ray cluster. Example:
 
-    python benchmarks/paper_recipe.py --data-dir /path/to/scikit-feature --runs-dir runs/recipe
+    python benchmarks/paper_recipe.py --data-dir /path/to/scikit-feature \\
+        --runs-dir runs/recipe --workers 2
 
 writes `benchmarks/results/paper_recipe.json` and `.md`.
 """
@@ -83,6 +85,15 @@ def params_after_pruning(result: dict[str, Any]) -> int:
     return int(result["history"]["params/total"][PRUNING_EPOCHS - 1])
 
 
+def _complete(cfg) -> bool:
+    from keras_npset import run_dir
+
+    try:
+        return os.path.isdir(cfg.output.dir) and run_dir.inspect(cfg.output.dir, cfg) == "complete"
+    except ValueError:  # a run of another config
+        return False
+
+
 def report(rows: list[dict[str, Any]], paper: dict[str, dict[str, str]]) -> str:
     """Markdown tables of both studies beside Tables 2 and 3."""
     lines = [
@@ -140,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="of the init study")
     p.add_argument("--runs-dir", default="runs/recipe")
     p.add_argument("--collect-only", action="store_true", help="report finished runs, train none")
+    p.add_argument("--workers", type=int, default=0, help="train N runs at a time, in processes")
+    p.add_argument("--ray", help="train on a Ray cluster: 'local' or its address")
     p.add_argument("--out", default=RESULTS, help="results path without extension")
     args = p.parse_args(argv)
     paper = rp.read_paper_tables()
@@ -159,18 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from keras_npset import experiment, run_dir
+    from keras_npset import experiment, sweep
 
-    rows = []
-    for study, variant, dataset, cfg in runs:
-        out = cfg.output.dir
-        if os.path.isdir(out) and run_dir.inspect(out, cfg) == "complete":
-            with open(os.path.join(out, "results.json")) as f:
-                result = json.load(f)
-        elif args.collect_only:
-            continue
-        else:
-            result = experiment.run(cfg, log=None, resume=True)
+    rows: list[dict[str, Any]] = []
+
+    def ended(i: int, outcome) -> None:
+        study, variant, dataset, cfg = runs[i]
+        if outcome.results is None:
+            return
+        result = outcome.results
         row = {
             "study": study,
             "variant": variant,
@@ -183,9 +193,34 @@ def main(argv: list[str] | None = None) -> int:
             row["params"] = params_after_pruning(result)
             row["neurons"] = result["neurons"]
         rows.append(row)
-        text = report(rows, paper)
-        experiment.write_text(args.out + ".md", text)
+        rows.sort(
+            key=lambda r: (
+                [(s, v, d) for s, v, d, _ in runs].index((r["study"], r["variant"], r["dataset"]))
+                * 100
+                + r["seed"]
+            )
+        )
+        experiment.write_text(args.out + ".md", report(rows, paper))
         experiment.write_json(args.out + ".json", {"runs_dir": args.runs_dir, "rows": rows})
+
+    todo = runs
+    if args.collect_only:
+        todo = [r for r in runs if _complete(r[3])]
+    try:
+        grid = sweep.run_grid(
+            [
+                sweep.Run(cfg, {"study": study, "variant": variant, "dataset": name})
+                for study, variant, name, cfg in todo
+            ],
+            workers=args.workers,
+            ray=args.ray,
+            on_result=lambda i, outcome: ended(runs.index(todo[i]), outcome),
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if grid.interrupted:
+        return 130
     print(report(rows, paper) if rows else "no finished runs")
     return 0
 
