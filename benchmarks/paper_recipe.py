@@ -44,8 +44,17 @@ PRUNING_EPOCHS = 51  # the last pruning event is at the beginning of epoch 50
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "paper_recipe")
 
 
-def plan(datasets: list[str], data_dir: str, runs_dir: str, seeds: list[int]):
-    """(study, variant, dataset, config) for every run of both studies."""
+STUDIES = ("criterion", "init")
+
+
+def plan(
+    datasets: list[str],
+    data_dir: str,
+    runs_dir: str,
+    seeds: list[int],
+    studies: tuple[str, ...] = STUDIES,
+):
+    """(study, variant, dataset, config) for every run of the chosen studies."""
     runs = []
     for name in datasets:
         base = [
@@ -55,7 +64,7 @@ def plan(datasets: list[str], data_dir: str, runs_dir: str, seeds: list[int]):
             "output.save_model=false",
         ]
         config = os.path.join(ROOT, "configs", f"{name}.toml")
-        for criterion in CRITERIA:
+        for criterion in CRITERIA if "criterion" in studies else ():
             out = os.path.join(runs_dir, f"crit_{criterion}", name, "npset", "seed0")
             overrides = [
                 *base,
@@ -66,7 +75,7 @@ def plan(datasets: list[str], data_dir: str, runs_dir: str, seeds: list[int]):
                 f"output.dir={json.dumps(out)}",
             ]
             runs.append(("criterion", criterion, name, load_config(config, overrides)))
-        for init in INITIALIZERS:
+        for init in INITIALIZERS if "init" in studies else ():
             for seed in seeds:
                 out = os.path.join(runs_dir, f"init_{init}", name, "set", f"seed{seed}")
                 overrides = [
@@ -149,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True, help="folder with scikit-feature <name>.mat")
     p.add_argument("--datasets", nargs="+", help="default: every paper dataset found in DIR")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="of the init study")
+    p.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES))
     p.add_argument("--runs-dir", default="runs/recipe")
     p.add_argument("--collect-only", action="store_true", help="report finished runs, train none")
     p.add_argument("--workers", type=int, default=0, help="train N runs at a time, in processes")
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        runs = plan(datasets, args.data_dir, args.runs_dir, args.seeds)
+        runs = plan(datasets, args.data_dir, args.runs_dir, args.seeds, tuple(args.studies))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
