@@ -47,7 +47,11 @@ def config_differences(saved: dict[str, Any], cfg: Config) -> list[str]:
     """Keys whose value differs between a saved `config_to_dict` and `cfg` (output keys ignored)."""
     # A JSON round trip gives the current config the types the saved one has.
     now = _flat(json.loads(json.dumps(config_to_dict(cfg))))
+    # A key the saved config lacks did not exist in the version that wrote it, which
+    # behaved as the key's default does: compare it as that default.
+    defaults = _flat(json.loads(json.dumps(config_to_dict(Config()))))
     before = _flat(saved)
+    before.update({k: v for k, v in defaults.items() if k not in before})
     keys = sorted((set(now) | set(before)) - set(OUTPUT_ONLY_KEYS))
     return [
         f"{k}: {before.get(k, '<missing>')!r} -> {now.get(k, '<missing>')!r}"

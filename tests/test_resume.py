@@ -253,3 +253,16 @@ def test_changed_data_is_refused(runs):
     dataset.x_train, dataset.y_train = dataset.x_train[1:], dataset.y_train[1:]
     with pytest.raises(ValueError, match="data .*'n_train': 80.*-> .*'n_train': 79"):
         run_dir.inspect(str(a), cfg, dataset)
+
+
+def test_a_key_added_after_the_run_counts_as_its_default():
+    """A run folder written before a config key existed matches a config at that default."""
+    from keras_npset.config import config_to_dict, load_config
+    from keras_npset.run_dir import config_differences
+
+    cfg = load_config(None, ["model.method=set"])
+    saved = config_to_dict(cfg)
+    del saved["model"]["zeta"]  # as if written by a version without model.zeta
+    assert config_differences(saved, cfg) == []
+    cfg.model.zeta = 0.5  # not the default: a different run
+    assert config_differences(saved, cfg) == ["model.zeta: 0.3 -> 0.5"]
