@@ -276,10 +276,13 @@ def measure_shrink(args, results, log):
 
     from keras_npset import data, experiment, features, surgery
 
-    k = max(args.ks)
     out = os.path.join(args.work_dir, "unused")
-    cfg = _config(args, name, "set", 0, out, extra=[f"model.input_k={k}"])
+    cfg = _config(args, name, "set", 0, out, extra=["model.input_k=1"])
     dataset = data.load_from_config(cfg.data, 0)
+    ks = [k for k in args.ks if k < dataset.n_features]
+    if not ks:
+        return
+    k = max(ks)
     widths = [int(h) for h in cfg.model.hidden]
     full = experiment.compiled_model(cfg, dataset, widths)
     pruned = experiment.compiled_model(cfg, dataset, widths)
