@@ -220,3 +220,46 @@ def test_run_writes_features_and_split(tmp_path):
     assert find_selection(loaded).n_kept == 5
     with pytest.raises(ValueError, match="model.input_k"):
         load_config(None, ["model.method=dense", "model.input_k=5"])
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("killed")
+
+
+def test_input_pruning_run_resumes_exactly(tmp_path):
+    def cfg(name):
+        return load_config(
+            None,
+            [
+                "model.method=npset",
+                f'output.dir="{tmp_path / name}"',
+                "data.synthetic_samples=60",
+                "data.synthetic_features=20",
+                "model.hidden=[16, 16]",
+                "model.epsilon=2",
+                "model.start=0",
+                "model.prune_epochs=2",
+                "model.input_k=4",
+                "model.input_start=1",
+                "model.input_prune_epochs=2",
+                "train.epochs=4",
+                "train.batch_size=20",
+                "train.verbose=0",
+                "output.tensorboard=false",
+            ],
+        )
+
+    whole = experiment.run(cfg("whole"), log=None, resume=True)
+    with pytest.raises(RuntimeError, match="killed"):
+        experiment.run(cfg("resumed"), log=None, resume=True, extra_callbacks=[_Crash()])
+    resumed = experiment.run(cfg("resumed"), log=None, resume=True)
+    assert resumed["resumed_at_epochs"] == [2]
+    assert resumed["history"]["features/kept"] == whole["history"]["features/kept"]
+    assert resumed["history"]["features/kept"][-1] == 4
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    for name in ("features.json", "split.json"):
+        a = json.loads((tmp_path / "whole" / name).read_text())
+        b = json.loads((tmp_path / "resumed" / name).read_text())
+        assert a == b
