@@ -36,6 +36,7 @@ def test_tiny_benchmark_all_methods_and_resume(tmp_path, monkeypatch):
     assert shrink["first_layer_before"]["input_dim"] == 30
     assert shrink["first_layer_after"]["input_dim"] == 10
     assert shrink["first_layer_after"]["nnz"] < shrink["first_layer_before"]["nnz"]
+    assert shrink["first_layer_speedup"] > 0
     table = (tmp_path / "features.md").read_text()
     assert "| lung_discrete | 5 |" in table and "input_pruning" in table
 
