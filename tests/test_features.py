@@ -263,3 +263,20 @@ def test_input_pruning_run_resumes_exactly(tmp_path):
         a = json.loads((tmp_path / "whole" / name).read_text())
         b = json.loads((tmp_path / "resumed" / name).read_text())
         assert a == b
+
+
+def test_input_pruning_finds_the_informative_features():
+    # Labels depend on features 2 and 5 only; pruning down to 2 inputs keeps exactly them.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 40)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 2] - x[:, 5] > 0).astype(int), 2)
+    inputs = keras.Input((40,))
+    h = FeatureSelection()(inputs)
+    h = SparseDense(32, epsilon=4, activation="relu", seed=0)(h)
+    outputs = SparseDense(2, activation="softmax", seed=1)(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "categorical_crossentropy")
+    callbacks = [SETEvolution(seed=0), InputPruning(k=2, start=3, epochs=5, power=1)]
+    model.fit(x, y, epochs=12, batch_size=16, verbose=0, callbacks=callbacks)
+    assert find_selection(model).kept_indices().tolist() == [2, 5]
+    assert sorted(feature_ranking(model)[:2].tolist()) == [2, 5]
