@@ -176,7 +176,10 @@ def model_summary(model: keras.Model, n_hidden: int) -> dict[str, Any]:
     names = models.hidden_names(n_hidden)
     widths = [int(model.get_layer(n).units) for n in names]
     layers = [model.get_layer(n) for n in names + [models.OUTPUT_NAME]]
-    n_features = int(model.inputs[0].shape[-1])
+    from keras_npset.features import find_selection
+
+    selection = find_selection(model)  # input pruning: only the kept features are neurons
+    n_features = selection.n_kept if selection is not None else int(model.inputs[0].shape[-1])
     return {
         "hidden_units": widths,
         "params": sum(layer_params(layer) for layer in layers),

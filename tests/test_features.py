@@ -150,6 +150,14 @@ def test_input_pruning_with_set_and_neuron_pruning(tmp_path):
     assert layer.nnz < before and check.seen[-1][2] == check.seen[-2][2] == layer.nnz
     assert layer.input_dim == 4 and not layer.bucket_shapes
     assert np.all(np.isfinite(history.history["loss"]))
+    # Compression counts against the dense network of all 30 features; neurons the kept ones.
+    logs = history.history
+    assert logs["compression"][-1] == pytest.approx(
+        (30 * 12 + 12 * 10 + 10 * 2) / logs["params/total"][-1]
+    )
+    assert (
+        logs["neurons/total"][-1] == 4 + model.get_layer("h1").units + model.get_layer("h2").units
+    )
     # Ranking: the kept features first, in the model's column numbering.
     kept = find_selection(model).kept_indices()
     assert sorted(feature_ranking(model)[:4].tolist()) == kept.tolist()
@@ -203,7 +211,8 @@ def test_run_writes_features_and_split(tmp_path):
             "output.tensorboard=false",
         ],
     )
-    experiment.run(cfg, log=None)
+    results = experiment.run(cfg, log=None)
+    assert results["neurons"] == 5 + sum(results["hidden_units"])
     features = json.loads((out / "features.json").read_text())
     assert sorted(features["ranking"]) == list(range(20))
     assert features["n_kept"] == 5 and sorted(features["ranking"][:5]) == features["kept"]
