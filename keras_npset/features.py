@@ -245,9 +245,12 @@ def _input_link(model) -> tuple[FeatureSelection, SparseDense]:
             "x = SparseDense(...)(x)`. Received: a model with layers "
             f"{[layer.name for layer in model.layers]}"
         )
-    consumers = [node.operation for node in selection._outbound_nodes]
-    members = set(model.layers)
-    consumers = [op for op in consumers if op in members]
+    layers = list(model.layers)
+    if isinstance(model, keras.Sequential):
+        position = layers.index(selection)
+        consumers = layers[position + 1 : position + 2]
+    else:
+        consumers = graph._consumers(selection, set(layers))
     if len(consumers) != 1 or not isinstance(consumers[0], SparseDense):
         raise ValueError(
             "Expected the FeatureSelection layer to feed exactly one SparseDense layer. "

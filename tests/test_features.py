@@ -31,13 +31,21 @@ def _data(n=48, seed=0):
     return x, y
 
 
-def _model(selection=True):
-    inputs = keras.Input((N_FEATURES,), name="features")
-    x = FeatureSelection(name="selection")(inputs) if selection else inputs
-    x = SparseDense(12, epsilon=3, activation="relu", seed=0, name="h1")(x)
-    x = SparseDense(10, epsilon=3, activation="relu", seed=1, name="h2")(x)
-    outputs = SparseDense(2, activation="softmax", seed=2, name="out")(x)
-    model = keras.Model(inputs, outputs)
+def _model(selection=True, sequential=False):
+    layers = [FeatureSelection(name="selection")] if selection else []
+    layers += [
+        SparseDense(12, epsilon=3, activation="relu", seed=0, name="h1"),
+        SparseDense(10, epsilon=3, activation="relu", seed=1, name="h2"),
+        SparseDense(2, activation="softmax", seed=2, name="out"),
+    ]
+    if sequential:
+        model = keras.Sequential([keras.Input((N_FEATURES,)), *layers])
+    else:
+        inputs = keras.Input((N_FEATURES,), name="features")
+        x = inputs
+        for layer in layers:
+            x = layer(x)
+        model = keras.Model(inputs, x)
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "categorical_crossentropy")
     return model
 
@@ -174,7 +182,7 @@ def test_input_pruning_with_set_and_neuron_pruning(tmp_path):
 
 def test_set_never_regrows_into_removed_inputs():
     x, y = _data()
-    model = _model()
+    model = _model(sequential=True)
     fit_kw = dict(batch_size=16, verbose=0)
     model.fit(x, y, epochs=2, callbacks=[InputPruning(k=6, start=1, epochs=0)], **fit_kw)
     layer = model.get_layer("h1")
