@@ -184,9 +184,23 @@ def test_set_never_regrows_into_removed_inputs():
     x, y = _data()
     model = _model(sequential=True)
     fit_kw = dict(batch_size=16, verbose=0)
-    model.fit(x, y, epochs=2, callbacks=[InputPruning(k=6, start=1, epochs=0)], **fit_kw)
+    model.fit(x, y, epochs=1, **fit_kw)
     layer = model.get_layer("h1")
-    assert layer.input_dim == 6
+    indices, values = layer.indices.numpy(), layer.values.numpy()
+    strongest = np.sort(feature_ranking(model)[:6])
+    after = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: setattr(after, "values", layer.values.numpy())
+    )
+    model.fit(x, y, epochs=1, callbacks=[InputPruning(k=6, start=0, epochs=0), after], **fit_kw)
+    # The event kept the 6 strongest rows, exactly their connections, renumbered in order.
+    assert find_selection(model).kept_indices().tolist() == strongest.tolist()
+    rows = np.isin(indices[:, 0], strongest)
+    assert layer.input_dim == 6 and layer.nnz == rows.sum()
+    np.testing.assert_array_equal(
+        layer.indices.numpy()[:, 0], np.searchsorted(strongest, indices[rows, 0])
+    )
+    np.testing.assert_array_equal(layer.indices.numpy()[:, 1], indices[rows, 1])
+    np.testing.assert_array_equal(after.values, values[rows])  # surviving values carried
     # SET many times over: free positions are drawn from the 6 live rows only,
     # and each of them still maps to a kept feature.
     model.fit(x, y, epochs=6, callbacks=[SETEvolution(zeta=0.5, seed=0)], **fit_kw)
