@@ -176,6 +176,9 @@ def test_input_pruning_with_set_and_neuron_pruning(tmp_path):
     assert loaded.input_shape == (None, N_FEATURES)
     np.testing.assert_array_equal(loaded.get_layer("selection").kept_indices(), kept)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    # The dense export takes the full vector too, with zero rows for the pruned features.
+    dense = keras_npset.to_dense_model(model)
+    np.testing.assert_allclose(dense.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
     # Training continues after loading.
     loaded.fit(x, y, epochs=1, verbose=0, callbacks=[SETEvolution(seed=1)])
 
