@@ -8,11 +8,20 @@
 - `SETSquaredError`: the original SET code's training signal as a Keras loss.
 - `TopologyLogger`: degree histograms for TensorBoard.
 - `load_model`: `keras.saving.load_model` with the package's classes registered.
+- `feature_importance` / `feature_ranking`: input features ranked by the
+  strength of their connections; `InputPruning` + `FeatureSelection` prune
+  input neurons during training (feature selection).
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
 """
 
 from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
 from keras_npset.export import to_dense_model
+from keras_npset.features import (
+    FeatureSelection,
+    InputPruning,
+    feature_importance,
+    feature_ranking,
+)
 from keras_npset.graph import topology_stats
 from keras_npset.layers import SparseDense
 from keras_npset.losses import SETSquaredError
@@ -22,12 +31,16 @@ from keras_npset.schedules import PruningSchedule, final_width
 __version__ = "0.1.0"
 
 __all__ = [
+    "FeatureSelection",
+    "InputPruning",
     "NeuronPruning",
     "PruningSchedule",
     "SETEvolution",
     "SETSquaredError",
     "SparseDense",
     "TopologyLogger",
+    "feature_importance",
+    "feature_ranking",
     "final_width",
     "load_model",
     "to_dense_model",

@@ -26,6 +26,7 @@ from keras_npset.layers import KERNEL_INITIALIZERS
 from keras_npset.topology import CRITERIA
 
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
+SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
 LOSSES = ("set_squared_error", "mse", "categorical_crossentropy")
 # Losses trained on a sigmoid output layer (the others use softmax).
 SIGMOID_LOSSES = ("set_squared_error", "mse")
@@ -86,6 +87,12 @@ class ModelConfig:
     # Measured with the paper's loss, both reach the same accuracy (benchmarks/README.md,
     # "Paper fidelity"); the original's is the default of the paper's experiments.
     kernel_initializer: str = "set_normal"
+    # Input pruning (feature selection, keras_npset.features.InputPruning): keep this many
+    # input features, removing the weakest input neurons at the beginning of epochs
+    # input_start..input_start+input_prune_epochs. 0 = off. Sparse methods only.
+    input_k: int = 0
+    input_start: int = 10
+    input_prune_epochs: int = 40
 
 
 @dataclasses.dataclass
@@ -306,6 +313,9 @@ def validate(cfg: Config) -> None:
         ("model.start", m.start, m.start >= 0, ">= 0"),
         ("model.prune_epochs", m.prune_epochs, m.prune_epochs >= 0, ">= 0"),
         ("model.min_units", m.min_units, m.min_units >= 1, ">= 1"),
+        ("model.input_k", m.input_k, m.input_k >= 0, ">= 0 (0 = no input pruning)"),
+        ("model.input_start", m.input_start, m.input_start >= 0, ">= 0"),
+        ("model.input_prune_epochs", m.input_prune_epochs, m.input_prune_epochs >= 0, ">= 0"),
         ("train.epochs", t.epochs, t.epochs >= 1, ">= 1"),
         ("train.batch_size", t.batch_size, t.batch_size >= 1, ">= 1"),
         ("train.learning_rate", t.learning_rate, t.learning_rate > 0, "> 0"),
@@ -316,6 +326,11 @@ def validate(cfg: Config) -> None:
         ("train.steps_per_execution", t.steps_per_execution, t.steps_per_execution >= 1, ">= 1"),
     ):
         _check(ok, f"`{key}` must be {rule}. Received: {key}={value!r}")
+    _check(
+        m.input_k == 0 or m.method in SPARSE_METHODS,
+        f"`model.input_k` > 0 (input pruning) needs a sparse method ({', '.join(SPARSE_METHODS)}). "
+        f"Received: model.method={m.method!r}, model.input_k={m.input_k}",
+    )
     _check(bool(cfg.output.dir), "`output.dir` must not be empty. Received: output.dir=''")
 
 

@@ -36,6 +36,9 @@ class Dataset:
         y_test: int64 labels in `0..n_classes-1`.
         n_classes: number of classes.
         name: a short name for reports (file stem or `"synthetic"`).
+        train_index: the rows of the data file (or synthetic array) that form
+            `x_train`, in order; `None` when the caller built the split.
+        test_index: likewise for `x_test`.
     """
 
     x_train: np.ndarray
@@ -44,6 +47,8 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     name: str = "dataset"
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -169,6 +174,27 @@ def split(
     Returns:
         `(x_train, y_train, x_test, y_test)`.
     """
+    train_idx, test_idx = split_indices(x, y, seed, train_fraction, stratify)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+
+
+def split_indices(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    train_fraction: float = 2 / 3,
+    stratify: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows `split` puts into the training and the test set, in their order.
+
+    Same arguments as `split`; `split(x, y, ...)` is `x[train], y[train],
+    x[test], y[test]` for `train, test = split_indices(x, y, ...)`.
+
+    Returns:
+        `(train_idx, test_idx)`: int64 row indices.
+    """
     x = np.asarray(x)
     y = np.asarray(y)
     if not 0.0 < train_fraction < 1.0:
@@ -193,7 +219,7 @@ def split(
         train_idx, test_idx = order[:n_train], order[n_train:]
     else:
         train_idx, test_idx = _stratified_indices(y, n_train, rng)
-    return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+    return np.asarray(train_idx, np.int64), np.asarray(test_idx, np.int64)
 
 
 def _stratified_indices(
@@ -344,10 +370,10 @@ def load_dataset(
     else:
         x, y = make_madelon(seed=seed, **(synthetic or {}))
         name = "synthetic"
-    x_train, y_train, x_test, y_test = split(x, y, seed, train_fraction, stratify=stratify)
-    x_train, x_test = standardize(x_train, x_test)
+    train_idx, test_idx = split_indices(x, y, seed, train_fraction, stratify=stratify)
+    x_train, x_test = standardize(x[train_idx], x[test_idx])
     n_classes = int(y.max()) + 1
-    return Dataset(x_train, y_train, x_test, y_test, n_classes, name)
+    return Dataset(x_train, y[train_idx], x_test, y[test_idx], n_classes, name, train_idx, test_idx)
 
 
 def load_from_config(data_cfg: DataConfig, seed: int) -> Dataset:

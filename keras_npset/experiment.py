@@ -12,6 +12,10 @@ and a per-step weight decay not scaled by the learning rate), and writes into
 - `results.json`: accuracies (percent), final widths, parameter and neuron counts
   as Table 3 (no biases; neurons = input + hidden), epoch times, per-epoch history;
 - `model.keras`: the final model;
+- `features.json` (sparse methods): every input feature ranked by the strength of
+  its connections in the first sparse layer, most important first
+  (`keras_npset.features.features_report`; 0-based columns of the data file);
+- `split.json`: the data file's rows (0-based) in the training and the test split;
 - `checkpoint/`: with `run(..., resume=True)` only, the training state after the
   last completed epoch (`keras_npset.checkpoint`), removed once `results.json`
   is written.
@@ -235,7 +239,10 @@ def model_summary(model: keras.Model, n_hidden: int) -> dict[str, Any]:
     names = models.hidden_names(n_hidden)
     widths = [int(model.get_layer(n).units) for n in names]
     layers = [model.get_layer(n) for n in names + [models.OUTPUT_NAME]]
-    n_features = int(model.inputs[0].shape[-1])
+    from keras_npset.features import find_selection
+
+    selection = find_selection(model)  # input pruning: only the kept features are neurons
+    n_features = selection.n_kept if selection is not None else int(model.inputs[0].shape[-1])
     return {
         "hidden_units": widths,
         "params": sum(layer_params(layer) for layer in layers),
@@ -287,6 +294,22 @@ def _write_config(cfg: Config, dataset: data_lib.Dataset, widths: list[int], sta
     )
 
 
+def _write_split(cfg: Config, dataset: data_lib.Dataset) -> None:
+    """`split.json`: which rows of the data were the training and the test samples."""
+    if dataset.train_index is None or dataset.test_index is None:
+        return  # a caller-built Dataset: the split is the caller's
+    write_json(
+        os.path.join(cfg.output.dir, "split.json"),
+        {
+            "data": cfg.data.path or "synthetic",
+            "seed": cfg.train.seed,
+            "index_base": 0,
+            "train": dataset.train_index,
+            "test": dataset.test_index,
+        },
+    )
+
+
 def compiled_model(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) -> keras.Model:
     """The model a run trains, compiled as the run compiles it (optimizer, loss, execution)."""
     model = models.build_model(
@@ -299,6 +322,7 @@ def compiled_model(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) ->
         loss=cfg.train.loss,
         kernel_impl=cfg.model.kernel_impl,
         kernel_initializer=cfg.model.kernel_initializer,
+        feature_selection=cfg.model.input_k > 0,
     )
     steps = math.ceil(len(dataset.y_train) / cfg.train.batch_size)
     model.compile(
@@ -369,6 +393,7 @@ def run(
             log(f"resuming {method} on {dataset.name} at epoch {initial_epoch} -> {out}")
     else:
         _write_config(cfg, dataset, widths, started)
+        _write_split(cfg, dataset)
         model, initial_epoch = compiled_model(cfg, dataset, widths), 0
         if log:
             log(
@@ -434,6 +459,10 @@ def run(
     if cfg.output.save_model:
         with _atomic_path(os.path.join(out, "model.keras"), suffix=".keras") as tmp:
             model.save(tmp)
+    if method in models.SPARSE_METHODS:
+        from keras_npset.features import features_report
+
+        write_json(os.path.join(out, "features.json"), features_report(model))
     write_json(os.path.join(out, "results.json"), results)
     if resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)

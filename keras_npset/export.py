@@ -23,9 +23,11 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 from keras.src.models.functional import Functional
 
 from keras_npset import kernels
+from keras_npset.features import FeatureSelection, find_selection
 from keras_npset.graph import sparse_layers
 from keras_npset.layers import SparseDense
 
@@ -45,16 +47,27 @@ def _clone_layer(layer):
         return _dense_twin(layer)
     if isinstance(layer, keras.Model):
         return to_dense_model(layer)
+    if isinstance(layer, FeatureSelection):
+        # The next layer's dense kernel gets zero rows for the pruned features instead.
+        return keras.layers.Identity(name=layer.name)
     return layer.__class__.from_config(layer.get_config())
 
 
 def _copy_weights(source, target) -> None:
+    selection = find_selection(source)
     for layer in source.layers:
         if not layer.weights or isinstance(layer, keras.Model):
             continue  # input layers; nested models were copied by to_dense_model
         twin = target.get_layer(layer.name)
+        if isinstance(layer, FeatureSelection):
+            continue
         if isinstance(layer, SparseDense):
             weights = [layer.to_dense_kernel()]
+            if selection is not None and twin.kernel.shape[0] != layer.input_dim:
+                # Fed by an input-pruned FeatureSelection: scatter the kept rows.
+                full = np.zeros((selection.n_features, layer.units), weights[0].dtype)
+                full[selection.kept_indices()] = weights[0]
+                weights = [full]
             if layer.use_bias:
                 weights.append(layer.bias.numpy())
             twin.set_weights(weights)
@@ -74,7 +87,10 @@ def to_dense_model(model: keras.Model) -> keras.Model:
 
     Each `SparseDense` layer becomes a `keras.layers.Dense` with the same
     name, current `units`, activation, bias and dtype policy, whose kernel is
-    the densified sparse kernel (`SparseDense.to_dense_kernel`). Every other
+    the densified sparse kernel (`SparseDense.to_dense_kernel`). A
+    `FeatureSelection` layer (input pruning) becomes an `Identity`, and the
+    Dense layer after it gets zero kernel rows for the pruned features, so the
+    copy takes the full feature vector too. Every other
     layer is re-created from its config and given a copy of its weights;
     nested Sequential/functional models are converted recursively. The copy
     makes the same predictions (up to float summation order) and loads

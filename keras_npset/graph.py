@@ -163,7 +163,13 @@ def initial_widths(model, model_links: list[Link] | None = None) -> dict[str, tu
 
     `model_links` may pass in `links(model)` when the caller has it already.
     """
-    widths = {layer.name: (layer.input_dim, layer.initial_units) for layer in sparse_layers(model)}
+    layers = sparse_layers(model)
+    widths = {layer.name: (layer.input_dim, layer.initial_units) for layer in layers}
+    from keras_npset.features import find_selection
+
+    selection = find_selection(model) if layers else None
+    if selection is not None and selection.built:  # input pruning: the features it started with
+        widths[layers[0].name] = (selection.n_features, layers[0].initial_units)
     for link in model_links if model_links is not None else links(model):
         if link.next is not None:
             widths[link.next.name] = (link.layer.initial_units, widths[link.next.name][1])

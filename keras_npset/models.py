@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_npset.config import METHODS, SIGMOID_LOSSES, Config
+from keras_npset.config import METHODS, SIGMOID_LOSSES, SPARSE_METHODS, Config
 
-SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
 OUTPUT_NAME = "output"
 
 
@@ -112,6 +111,7 @@ def build_model(
     loss: str = "set_squared_error",
     kernel_impl: str = "auto",
     kernel_initializer: str = "glorot_uniform",
+    feature_selection: bool = False,
 ) -> keras.Model:
     """Builds (does not compile) the MLP of `method`.
 
@@ -127,6 +127,9 @@ def build_model(
             `"categorical_crossentropy"`. Defaults to `"set_squared_error"`.
         kernel_impl: `SparseDense` kernel implementation. Defaults to `"auto"`.
         kernel_initializer: initial weights of every layer. Defaults to `"glorot_uniform"`.
+        feature_selection: put a `features.FeatureSelection` layer named
+            `"feature_selection"` between the input and `hidden_1`, for input pruning
+            (sparse methods only). Defaults to `False`.
 
     Returns:
         A functional `keras.Model` with layers `hidden_1, ..., output`.
@@ -141,6 +144,15 @@ def build_model(
 
     inputs = keras.Input(shape=(n_features,), name="features")
     x = inputs
+    if feature_selection:
+        if method not in SPARSE_METHODS:
+            raise ValueError(
+                f"`feature_selection` needs a sparse method ({', '.join(SPARSE_METHODS)}). "
+                f"Received: method={method!r}"
+            )
+        from keras_npset.features import FeatureSelection
+
+        x = FeatureSelection(name="feature_selection")(x)
     for i, (name, units, activation) in enumerate(zip(names, widths, activations, strict=True)):
         layer_seed = None if seed is None else seed + i
         if method in SPARSE_METHODS:
@@ -167,7 +179,7 @@ def build_model(
 
 
 def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
-    """The topology callbacks of `method`: `SETEvolution` and/or `NeuronPruning`.
+    """The topology callbacks of `method`: `SETEvolution`, `NeuronPruning`, `InputPruning`.
 
     They add `params/<layer>`, `neurons/<layer>`, `density/<layer>` and
     `compression` to the epoch logs, so History and TensorBoard see them.
@@ -200,6 +212,12 @@ def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
                 min_units=m.min_units,
                 seed=seed,
             )
+        )
+    if m.input_k:
+        from keras_npset.features import InputPruning
+
+        callbacks.append(
+            InputPruning(k=m.input_k, start=m.input_start, epochs=m.input_prune_epochs)
         )
     if log_dir:
         callbacks.append(TopologyLogger(log_dir))

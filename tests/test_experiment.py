@@ -170,7 +170,10 @@ def test_smoke_run_every_method(tmp_path, method):
     cfg = _tiny(tmp_path, method)
     results = experiment.run(cfg, log=None)
     out = tmp_path / method
-    assert sorted(os.listdir(out)) == ["config.json", "model.keras", "results.json", "tensorboard"]
+    files = ["config.json", "model.keras", "results.json", "split.json", "tensorboard"]
+    if method in models.SPARSE_METHODS:  # the input features ranked by connection strength
+        files = sorted([*files, "features.json"])
+    assert sorted(os.listdir(out)) == files
     saved = json.loads((out / "results.json").read_text())
     assert RESULT_KEYS <= set(saved)
     assert saved["max_test_accuracy"] == max(saved["test_accuracy"])
@@ -231,7 +234,12 @@ def test_cross_entropy_zero_init_and_out_criterion(tmp_path):
         "output.tensorboard=false",
     )
     results = experiment.run(cfg, log=None)
-    assert sorted(os.listdir(tmp_path / "npset")) == ["config.json", "results.json"]
+    assert sorted(os.listdir(tmp_path / "npset")) == [
+        "config.json",
+        "features.json",
+        "results.json",
+        "split.json",
+    ]
     assert np.isfinite(results["history"]["loss"]).all()
 
 
