@@ -56,7 +56,7 @@ def _copy_weights(source, target) -> None:
         if isinstance(layer, SparseDense):
             weights = [layer.to_dense_kernel()]
             if layer.use_bias:
-                weights.append(layer.bias.numpy())
+                weights.append(layer.live_bias())
             twin.set_weights(weights)
         else:
             twin.set_weights(layer.get_weights())
