@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
-    """Hides TensorFlow's import-time C++ log lines (written to fd 2, not sys.stderr)."""
+    """Hides TensorFlow's C++ log lines (written to fd 2, not sys.stderr) while active."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -143,6 +143,13 @@ def _main(args: argparse.Namespace) -> int:
             return 0
         from keras_npset import experiment
 
+        # TensorFlow finds its devices at the first operation and logs to fd 2
+        # what it did not find (e.g. "failed call to cuInit" on a machine
+        # without a GPU driver); nothing a user asked for. Found here, quietly.
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
         try:
             experiment.run(cfg, dataset, resume=True)
         except Exception as e:  # one line, not a traceback; the checkpoint is kept

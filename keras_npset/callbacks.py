@@ -534,7 +534,7 @@ class NeuronPruning(_TopologyCallback):
         optimizer, strategy = model.optimizer, model.distribute_strategy
         self._prepare_padding()
         links = self._target_links()
-        removed = {}
+        removed, resized = {}, False
         for link in links:
             layer = link.layer
             in_deg, out_deg = neuron_degrees(
@@ -544,9 +544,7 @@ class NeuronPruning(_TopologyCallback):
             keep = select_neurons(in_deg, out_deg, n_remove, self._rng, self.criterion)
             removed[layer.name] = n_remove
             if n_remove:
-                surgery.remove_units(link, keep, optimizer, strategy)
-        # Links that cannot pad were compacted by `remove_units` already.
-        resized = any(removed[link.layer.name] and not surgery.can_pad(link) for link in links)
+                resized = surgery.remove_units(link, keep, optimizer, strategy) or resized
         if last:
             resized = self._finish_padding() or resized
         elif surgery.should_compact(links):

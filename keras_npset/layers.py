@@ -309,7 +309,7 @@ class SparseDense(keras.layers.Layer):
         functions. Clearing it needs an exact layer (`compact` first).
         """
         ready = bool(ready)
-        if not ready and self.padded:
+        if not ready and self.capacity[0] != self.nnz:
             raise ValueError(
                 f"Layer {self.name!r} is padded; compact it before clearing `pad_ready`. "
                 f"Received: ready={ready}"
@@ -411,27 +411,43 @@ class SparseDense(keras.layers.Layer):
             carry(self.bias, bias, source, optimizer, strategy)
         self.units = int(keep.size)
 
-    def compact(self, optimizer=None, strategy=None) -> bool:
-        """Shrink the storage to the live kernel (no padding); returns whether it changed.
+    def set_capacity(
+        self, connections=None, input_dim=None, units=None, optimizer=None, strategy=None
+    ) -> bool:
+        """Re-create the storage at a new capacity; returns whether it changed.
 
-        Changed storage invalidates the model's traced functions: the caller
-        rebuilds them (`surgery.refresh_model`).
+        Each of `connections`, `input_dim`, `units` defaults to `None`: keep
+        the current capacity there. A layer that is not `pad_ready` always
+        gets exactly its live connections. Changed storage invalidates the
+        model's traced functions: the caller rebuilds them
+        (`surgery.refresh_model`). The input capacity must stay the units
+        capacity of the layer before.
         """
-        if not self.padded:
+        cap = list(self.capacity)
+        for i, value in enumerate((connections, input_dim, units)):
+            if value is not None:
+                cap[i] = int(value)
+        if not self.pad_ready:
+            cap[0] = self.nnz
+        if tuple(cap) == self.capacity:
             return False
-        shape = (self.input_dim, self.units)
-        n = self.nnz
-        source = np.arange(n)
         self.set_kernel(
             self.live_indices(),
             self.live_values(),
-            source,
-            shape,
-            capacity=(n, *shape),
+            np.arange(self.nnz),
+            (self.input_dim, self.units),
+            capacity=cap,
             optimizer=optimizer,
             strategy=strategy,
         )
         return True
+
+    def compact(self, optimizer=None, strategy=None) -> bool:
+        """Shrink the storage to the live kernel (no padding); returns whether it changed.
+
+        See `set_capacity`.
+        """
+        return self.set_capacity(self.nnz, self.input_dim, self.units, optimizer, strategy)
 
     @property
     def kernel(self) -> tf.SparseTensor:
@@ -474,10 +490,12 @@ class SparseDense(keras.layers.Layer):
         leading = tf.shape(inputs)[:-1]
         # Traced at the capacity: the functions stay valid while the live
         # kernel shrinks within it.
-        if self.padded and not self.pad_ready:
+        # Padded widths need nothing (no connection reads or feeds them);
+        # padded connections need the masking kernels.
+        if self.capacity[0] != self.nnz and not self.pad_ready:
             raise ValueError(
-                f"Layer {self.name!r} is padded but was not made `pad_ready`; call "
-                f"`compact()` or `set_pad_ready(True)` first. Received: capacity="
+                f"Layer {self.name!r} has padded connections but was not made `pad_ready`; "
+                f"call `compact()` or `set_pad_ready(True)` first. Received: capacity="
                 f"{self.capacity}, live {(self.nnz, self.input_dim, self.units)}"
             )
         n_in, units = self._capacity
@@ -501,7 +519,9 @@ class SparseDense(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, input_shape):
-        return (*tuple(input_shape)[:-1], self.units)
+        # What `call` produces: the units capacity (the live width unless
+        # neuron pruning is padding the layer within `fit`).
+        return (*tuple(input_shape)[:-1], self._capacity[1] if self._capacity else self.units)
 
     def get_build_config(self):
         if not self.built:

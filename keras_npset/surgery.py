@@ -90,15 +90,19 @@ def _set_input_width(layer, width: int, spec_width: int | None = None) -> None:
         }
 
 
-def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) -> None:
+def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) -> bool:
     """Keep only the units `keep` (sorted) of `link.layer`.
 
     When both SparseDense layers are `pad_ready` and `can_pad(link)`, the
     kernels shrink within the layers' current storage (see the module
-    docstring) and the traced functions stay valid. Otherwise the layers are
-    compacted to their new sizes and the caller must `refresh_model`. The
-    per-unit layers in between shrink their weights. Every layer records the
-    new width, so the model saves and reloads with it.
+    docstring) and the traced functions stay valid. Otherwise the pruned
+    width becomes exact (the pruned layer's units, the next layer's input,
+    and the connections of a layer that is not `pad_ready`). The per-unit
+    layers in between shrink their weights. Every layer records the new
+    width, so the model saves and reloads with it.
+
+    Returns whether storage was re-created: the caller must then
+    `refresh_model`.
     """
     layer, nxt = link.layer, link.next
     keep = np.asarray(keep, np.int64)
@@ -110,17 +114,22 @@ def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) ->
         strategy=strategy,
     )
     layer.keep_units(keep, optimizer=optimizer, strategy=strategy)
-    for between in link.between:
-        _shrink_last_axis(between, keep, optimizer, strategy)
-        _set_input_width(between, width, layer.capacity[2])
     rewire_layer(
         nxt,
         keep_units(nxt.live_indices(), (nxt.input_dim, nxt.units), keep, axis=0),
         optimizer=optimizer,
         strategy=strategy,
     )
+    resized = False
     if not (layer.pad_ready and nxt.pad_ready and can_pad(link)):
-        compact([link], optimizer, strategy)
+        resized = layer.set_capacity(units=width, optimizer=optimizer, strategy=strategy)
+        resized = nxt.set_capacity(input_dim=width, optimizer=optimizer, strategy=strategy) or (
+            resized
+        )
+    for between in link.between:
+        _shrink_last_axis(between, keep, optimizer, strategy)
+        _set_input_width(between, width, layer.capacity[2])
+    return resized
 
 
 def fill(layer: SparseDense) -> float:
