@@ -26,7 +26,8 @@ Usage:
 
     python benchmarks/bench_runs.py /work/shared/datasets/Prostate_GE.mat \\
         /work/shared/datasets/lung_discrete.mat /work/shared/datasets/Yale.mat
-    python benchmarks/bench_runs.py data/Yale.mat --epochs 20 --rounds 2
+    python benchmarks/bench_runs.py data/Yale.mat --epochs 20 --rounds 2 \
+        --set model.hidden=[300,300]
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
         "--set",
         "train.verbose=0",
     ]
+    for override in args.overrides:
+        train_args += ["--set", override]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, os.path.abspath(__file__), "--child", clock, "--", *train_args]
     start = time.perf_counter()
@@ -174,6 +177,14 @@ def main(argv=None):
     parser.add_argument("data", nargs="+", help="scikit-feature .mat files with a configs/ entry.")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1, help="SET/NPSET pairs per dataset.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a train.py config override for every run (repeatable)",
+    )
     parser.add_argument("--output", default="bench_runs.json")
     args = parser.parse_args(argv)
     for path in args.data:

@@ -360,8 +360,8 @@ class NeuronPruning(_TopologyCallback):
     normalisation layers in between and the kernel rows of the next
     SparseDense layer are removed, and surviving optimizer state is carried.
     The smaller kernels are written into the layers' existing storage,
-    padded, so that an event re-traces nothing; only when a layer fills less
-    than `surgery.MIN_FILL` of its storage, and after the last event of the
+    padded, so that an event re-traces nothing; only when the pruned layers fill less
+    than `surgery.MIN_FILL` of their storage, and after the last event of the
     run (or at the end of `fit`), is the storage re-created at the live size
     and the train/test/predict functions rebuilt (see `keras_npset.surgery`).
     Outside `fit` every layer is at its exact, live size.
@@ -523,7 +523,7 @@ class NeuronPruning(_TopologyCallback):
         """Run one pruning event now; returns the number removed per layer.
 
         Until `last`, the pruned layers keep their storage, padded, unless
-        one fills less than `surgery.MIN_FILL` of it; the last event
+        they fill less than `surgery.MIN_FILL` of it; the last event
         (`on_epoch_begin` passes it for the schedule's final event within the
         run) returns them to exact sizes and plain kernels, traced once for
         the rest of training.
