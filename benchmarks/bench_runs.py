@@ -33,6 +33,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -52,7 +53,8 @@ METHODS = ("set", "npset")
 def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import train  # first: it silences TensorFlow's import-time output as train.py does
+    # train.py first: it silences TensorFlow's import-time output, as when run itself.
+    train = importlib.import_module("train")
 
     import keras
 

@@ -101,9 +101,7 @@ def _read_model(path: str, custom_objects=None):
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     config_json = arrays.pop(_CONFIG_KEY).tobytes().decode()
-    model = saving_lib._model_from_config(
-        config_json, custom_objects, compile=True, safe_mode=True
-    )
+    model = saving_lib._model_from_config(config_json, custom_objects, compile=True, safe_mode=True)
     stores = {}
     for name, value in arrays.items():
         index, _, key = name.partition(_SEPARATOR)

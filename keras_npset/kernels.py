@@ -34,8 +34,6 @@ change neither (see `keras_npset.surgery`).
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
@@ -115,19 +113,6 @@ def _gather_values_grad(x, indices, dy, padded=False):
     dy_t = tf.transpose(tf.cast(dy, tf.float32))
     grad = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
     return grad if live is None else tf.where(live, grad, tf.zeros_like(grad))
-
-
-# Capacity buckets: neuron pruning keeps a shrinking layer's storage at its
-# size until the live kernel fills less than `surgery.MIN_FILL` of it, so
-# consecutive events reuse the traced and compiled programs.
-def bucket_size(n: int, per_doubling: int) -> int:
-    """Smallest size >= `n` on the grid `ceil(2 ** (k / per_doubling))`, at least 8."""
-    if n <= 8:
-        return 8
-    k = math.floor(math.log2(n) * per_doubling)
-    while math.ceil(2 ** (k / per_doubling)) < n:
-        k += 1
-    return math.ceil(2 ** (k / per_doubling))
 
 
 def _live_prefix(indices, values, padded):

@@ -16,9 +16,9 @@ re-compile every function of the model each time (about a second on a small
 network, many epochs' worth). Instead `remove_units` writes the smaller
 kernels into the layers' existing storage, padded (`SparseDense.capacity`),
 and the traced functions stay valid. Only when the pruned layers fill less
-than `MIN_FILL` of their storage (about every 20 events of the paper's
-schedule), and after the last event, does `compact` re-create the storage
-at the live size, which the caller follows with `refresh_model`. A layer separated from the next one by
+than `MIN_FILL` of their storage (never within the paper's schedule), and
+after the last event, does `compact` re-create the storage at the live
+size, which the caller follows with `refresh_model`. A layer separated from the next one by
 per-unit weights (normalisation) cannot be padded: its link is compacted at
 every event.
 """
@@ -34,12 +34,15 @@ from keras_npset.optimizer_state import carry, read
 from keras_npset.topology import Rewiring, keep_units, take_with_source
 
 # Smallest share of their storage the pruned layers may fill (in connections)
-# before `should_compact` asks for new, smaller storage. Lower means fewer
-# re-traces (each ~1 s on a small network) and more work on padding between
-# them: with the paper's schedule (4% of the units per event, so ~4% of the
-# connections of the first and last layers and ~8% of those pruned on both
-# sides), about every 20 events.
-MIN_FILL = 1 / 3
+# before `should_compact` asks for new, smaller storage. A compaction costs a
+# re-trace (~1 s) plus XLA compilations of the gather programs at the new
+# shapes (~1.5 s), as much as 10-30 epochs of the paper's networks, and saves
+# only a part of an epoch per epoch left in the pruning phase: measured on
+# Prostate_GE, Yale and lung_discrete (`benchmarks/bench_runs.py`), a
+# compaction at a third never paid for itself. The paper's schedule ends at
+# about 12% of the connections, so at 0.1 its runs compact once, after the
+# last event; the bound is for schedules that prune far deeper.
+MIN_FILL = 0.1
 
 
 def rewire_layer(

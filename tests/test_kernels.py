@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_npset import NeuronPruning, SETEvolution, SparseDense, kernels
+from keras_npset import SETEvolution, SparseDense, kernels
 from keras_npset.topology import erdos_renyi_indices
 
 PATHS = ("gather", "csr", "sparse_dense_matmul", "auto")
@@ -185,15 +185,6 @@ def test_sparse_faster_than_dense_at_batch_2_on_a_wide_layer():
 
 
 # ---------------------------------------------------------------- padding
-
-
-def test_bucket_sizes_cover_and_bound_the_padding():
-    bucket_size = kernels.bucket_size
-    for n in [0, 1, 8, 9, 100, 1000, 6553, 294_235, 12_000_000]:
-        b8, b1 = bucket_size(n, 8), bucket_size(n, 1)
-        assert b8 >= n and b1 >= n
-        assert b8 <= max(8, n * 2 ** (1 / 8) + 1)
-        assert b1 <= max(8, 2 * n)
 
 
 @pytest.mark.parametrize("impl", PATHS)
