@@ -502,7 +502,7 @@ def count_traces(monkeypatch):
     return counter
 
 
-@pytest.mark.parametrize("min_fill", [None, 0.6])
+@pytest.mark.parametrize("min_fill", [None, 0.9])
 def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch, min_fill):
     """Events that fit the storage reuse the traced train function; padding stays zero.
 
@@ -530,7 +530,7 @@ def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch
     if min_fill is None:
         assert rebuilt == [21] and len(kept) == 19, (kept, rebuilt)
     else:
-        assert len(kept) >= 10 and 3 <= len(rebuilt) <= 10, (kept, rebuilt)
+        assert len(kept) >= 8 and 3 <= len(rebuilt) <= 10, (kept, rebuilt)
     for e in kept:
         assert any(epochs[e]["padded"].values())
         assert epochs[e]["function"] is epochs[e - 1]["function"], e
