@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
-    """Hides TensorFlow's import-time C++ log lines (written to fd 2, not sys.stderr)."""
+    """Hides TensorFlow's C++ log lines (written to fd 2, not sys.stderr) while active."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_npset import graph, surgery
-from keras_npset.optimizer_state import read
+from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import (
     CRITERIA,
@@ -306,7 +306,7 @@ class SETEvolution(_TopologyCallback):
             def plan(layer):
                 shape = (layer.input_dim, layer.units)
                 return pool.submit(
-                    plan_set, read(layer.indices), read(layer.values), shape, self.zeta
+                    plan_set, layer.live_indices(), layer.live_values(), shape, self.zeta
                 )
 
             upcoming = plan(layers[0]) if layers else None
@@ -358,11 +358,13 @@ class NeuronPruning(_TopologyCallback):
     those with the fewest connections. The layers physically shrink: the
     kernel columns and bias of the pruned layer, the per-unit weights of
     normalisation layers in between and the kernel rows of the next
-    SparseDense layer are removed, surviving optimizer state is carried, and
-    the train/test/predict functions are rebuilt for the smaller graph.
-    Between events the resized layers pad their shapes to buckets, so that
-    most events reuse compiled XLA programs; after the last event of the run
-    they compute at their exact shapes.
+    SparseDense layer are removed, and surviving optimizer state is carried.
+    The smaller kernels are written into the layers' existing storage,
+    padded, so that an event re-traces nothing; only when the pruned layers fill less
+    than `surgery.MIN_FILL` of their storage, and after the last event of the
+    run (or at the end of `fit`), is the storage re-created at the live size
+    and the train/test/predict functions rebuilt (see `keras_npset.surgery`).
+    Outside `fit` every layer is at its exact, live size.
 
     Schedule: pruning happens at the beginning of every epoch `e` with
     `start <= e <= start + epochs`, counting epochs from 0 as Keras does,
@@ -419,6 +421,7 @@ class NeuronPruning(_TopologyCallback):
         self.min_units = check_int("min_units", min_units, 1)
         self.events = []
         self._targets = []
+        self._undo_slot_saving = None
 
     def on_train_begin(self, logs=None):
         self._all_sparse()
@@ -430,6 +433,63 @@ class NeuronPruning(_TopologyCallback):
         if not self._resume:
             self.events = []
         super().on_train_begin(logs)
+        total = self.params.get("epochs") if self.params else None
+        if (
+            self.alpha > 0
+            and self._targets is not None
+            and total is not None
+            and self.schedule.events(total)
+            and self.schedule.last_event(total) not in self.events
+        ):
+            # Trace the kernels padding-aware from the start, so that the
+            # first event need not re-trace either.
+            self._prepare_padding()
+
+    def _target_links(self) -> list:
+        links = {link.layer.name: link for link in graph.links(self.model)}
+        return [links[name] for name in self._targets]
+
+    def _prepare_padding(self) -> None:
+        """Make the paddable target layers `pad_ready` (re-tracing if any changed)."""
+        changed = False
+        for link in self._target_links():
+            if surgery.can_pad(link):
+                for layer in (link.layer, link.next):
+                    changed = layer.set_pad_ready(True) or changed
+        if self._undo_slot_saving is None:
+            self._undo_slot_saving = save_live_slots(self.model.optimizer, self._live_length)
+        if changed:
+            surgery.refresh_model(self.model)
+
+    def _live_length(self, variable):
+        for layer in graph.sparse_layers(self.model):
+            n = layer._live_length(variable)
+            if n is not None:
+                return n if layer.padded else None
+        return None
+
+    def _finish_padding(self) -> bool:
+        """Return every target layer to its exact size and plain kernels.
+
+        Returns whether anything changed: the caller must then `refresh_model`.
+        """
+        links = self._target_links()
+        model = self.model
+        changed = surgery.compact(links, model.optimizer, model.distribute_strategy)
+        for link in links:
+            for layer in (link.layer, link.next):
+                changed = layer.set_pad_ready(False) or changed
+        if self._undo_slot_saving is not None:
+            self._undo_slot_saving()
+            self._undo_slot_saving = None
+        return changed
+
+    def on_train_end(self, logs=None):
+        # A run that stops before its last event (early stopping, a shorter
+        # `fit`) leaves no padding behind.
+        if self._targets and self._finish_padding():
+            surgery.refresh_model(self.model)
+        super().on_train_end(logs)
 
     def _resolve_targets(self) -> list[str]:
         if not _is_built(self.model):
@@ -462,33 +522,35 @@ class NeuronPruning(_TopologyCallback):
     def prune(self, last: bool = False) -> dict[str, int]:
         """Run one pruning event now; returns the number removed per layer.
 
-        Until `last`, the resized layers pad to shape buckets so that the next
-        event can reuse compiled programs; the last event (`on_epoch_begin`
-        passes it for the schedule's final event within the run) returns
-        them to exact shapes, compiled once for the rest of training.
+        Until `last`, the pruned layers keep their storage, padded, unless
+        they fill less than `surgery.MIN_FILL` of it; the last event
+        (`on_epoch_begin` passes it for the schedule's final event within the
+        run) returns them to exact sizes and plain kernels, traced once for
+        the rest of training.
         """
         if self._targets is None:
             self._targets = self._resolve_targets()
-        links = {link.layer.name: link for link in graph.links(self.model)}
-        removed, unbucketed = {}, False
-        for name in self._targets:
-            link = links[name]
+        model = self.model
+        optimizer, strategy = model.optimizer, model.distribute_strategy
+        self._prepare_padding()
+        links = self._target_links()
+        removed, resized = {}, False
+        for link in links:
             layer = link.layer
             in_deg, out_deg = neuron_degrees(
-                read(layer.indices), read(link.next.indices), layer.units
+                layer.live_indices(), link.next.live_indices(), layer.units
             )
             n_remove = neurons_to_remove(layer.units, self.alpha, self.min_units)
             keep = select_neurons(in_deg, out_deg, n_remove, self._rng, self.criterion)
-            removed[name] = n_remove
+            removed[layer.name] = n_remove
             if n_remove:
-                surgery.remove_units(
-                    link, keep, self.model.optimizer, self.model.distribute_strategy
-                )
-            if last and (layer.bucket_shapes or link.next.bucket_shapes):
-                layer.bucket_shapes = link.next.bucket_shapes = False
-                unbucketed = True
-        if any(removed.values()) or unbucketed:
-            surgery.refresh_model(self.model)
+                resized = surgery.remove_units(link, keep, optimizer, strategy) or resized
+        if last:
+            resized = self._finish_padding() or resized
+        elif surgery.should_compact(links):
+            resized = surgery.compact(links, optimizer, strategy) or resized
+        if resized:
+            surgery.refresh_model(model)
         return removed
 
     def get_state(self) -> dict:
@@ -554,8 +616,8 @@ class TopologyLogger(keras.callbacks.Callback):
                 layer = link.layer
                 if not layer.built:
                     continue
-                out_idx = read(link.next.indices) if link.next is not None else np.zeros((0, 2))
-                in_deg, out_deg = neuron_degrees(read(layer.indices), out_idx, layer.units)
+                out_idx = link.next.live_indices() if link.next is not None else np.zeros((0, 2))
+                in_deg, out_deg = neuron_degrees(layer.live_indices(), out_idx, layer.units)
                 tf.summary.histogram(f"degree/{layer.name}/in", in_deg)
                 if link.next is not None:
                     tf.summary.histogram(f"degree/{layer.name}/out", out_deg)

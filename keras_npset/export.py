@@ -69,7 +69,7 @@ def _copy_weights(source, target) -> None:
                 full[selection.kept_indices()] = weights[0]
                 weights = [full]
             if layer.use_bias:
-                weights.append(layer.bias.numpy())
+                weights.append(layer.live_bias())
             twin.set_weights(weights)
         else:
             twin.set_weights(layer.get_weights())

@@ -27,12 +27,12 @@ the compute dtype.
   measured by `benchmarks/bench_step.py` on a 2-core CPU.
 
 Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
-retraces or recompiles any of these; neuron pruning, which changes them, does.
+retraces or recompiles any of these. Neuron pruning changes them; it keeps a
+layer's storage at a capacity and pads (`padded=True`), so that most events
+change neither (see `keras_npset.surgery`).
 """
 
 from __future__ import annotations
-
-import math
 
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
@@ -66,8 +66,26 @@ def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
 
 # The XLA-compiled pieces. Inputs are laid out [nnz, batch] after the gather so
 # that each connection reads one contiguous row of x^T.
+#
+# Padding. A layer that neuron pruning keeps at a capacity larger than its live
+# kernel (see `SparseDense.padded`) stores its live connections first and
+# padding after them: index (-1, -1), value 0. With `padded=True` every path
+# treats such entries as absent: the XLA programs point them at (0, 0) with a
+# zero value and zero their gradient (one fused select per array), the CSR and
+# reference paths multiply only the live prefix. The results and the gradient
+# of the live entries are those of the live kernel alone, and the padding
+# receives exactly zero gradient, so it stays zero under any optimizer.
+def _masked(indices, values, padded):
+    """`(indices, values, live)`: padding pointed at (0, 0) with value 0."""
+    if not padded:
+        return indices, values, None
+    live = indices[:, 0] >= 0
+    return tf.maximum(indices, 0), tf.where(live, values, tf.zeros_like(values)), live
+
+
 @tf.function(jit_compile=True)
-def _gather_forward(x, indices, values, n_out):
+def _gather_forward(x, indices, values, n_out, padded=False):
+    indices, values, _ = _masked(indices, values, padded)
     x_t = tf.transpose(tf.cast(x, tf.float32))
     gathered = tf.gather(x_t, indices[:, 0]) * tf.cast(values, tf.float32)[:, None]
     out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
@@ -75,10 +93,11 @@ def _gather_forward(x, indices, values, n_out):
 
 
 @tf.function(jit_compile=True)
-def _gather_input_grad(indices, values, dy, n_in):
+def _gather_input_grad(indices, values, dy, n_in, padded=False):
     # A program of its own, apart from the values' gradient: a graph drops it
     # where nothing uses the input gradient (the first layer), and the two
     # can run on different cores.
+    indices, values, _ = _masked(indices, values, padded)
     dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), indices[:, 1])  # [nnz, batch]
     dx_t = tf.math.unsorted_segment_sum(
         dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], n_in
@@ -87,74 +106,27 @@ def _gather_input_grad(indices, values, dy, n_in):
 
 
 @tf.function(jit_compile=True)
-def _gather_values_grad(x, indices, dy):
+def _gather_values_grad(x, indices, dy, padded=False):
+    live = indices[:, 0] >= 0 if padded else None
+    indices = tf.maximum(indices, 0) if padded else indices
     x_t = tf.transpose(tf.cast(x, tf.float32))
     dy_t = tf.transpose(tf.cast(dy, tf.float32))
-    return tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
+    grad = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
+    return grad if live is None else tf.where(live, grad, tf.zeros_like(grad))
 
 
-# Shape buckets. XLA compiles one program per input shape, so each neuron
-# pruning event (new nnz and widths) would otherwise cost a compilation per layer
-# and batch shape. While pruning resizes a layer, the gather path pads nnz with
-# zero-valued connections at (0, 0) to a grid of 8 sizes per doubling (at most
-# 9% extra work) and the widths, which only cost width x batch work, to powers of
-# two, so a run of pruning events reuses compiled programs. Padding is exact:
-# a zero value adds nothing to the output or to the input gradient, and the
-# padded entries of the gradients are sliced away.
-NNZ_BUCKETS_PER_DOUBLING = 8
+def _live_prefix(indices, values, padded):
+    """The live connections (a prefix of a padded kernel), for the non-XLA kernels."""
+    if not padded:
+        return indices, values
+    n = tf.reduce_sum(tf.cast(indices[:, 0] >= 0, tf.int32))
+    return indices[:n], values[:n]
 
 
-def bucket_size(n: int, per_doubling: int) -> int:
-    """Smallest size >= `n` on the grid `ceil(2 ** (k / per_doubling))`, at least 8."""
-    if n <= 8:
-        return 8
-    k = math.floor(math.log2(n) * per_doubling)
-    while math.ceil(2 ** (k / per_doubling)) < n:
-        k += 1
-    return math.ceil(2 ** (k / per_doubling))
-
-
-def _pad(x, indices, values, n_out):
-    n_in, nnz = x.shape[-1], indices.shape[0]
-    in_b, nnz_b = bucket_size(n_in, 1), bucket_size(nnz, NNZ_BUCKETS_PER_DOUBLING)
-    x_p = tf.pad(x, [[0, 0], [0, in_b - n_in]])
-    indices_p = tf.pad(indices, [[0, nnz_b - nnz], [0, 0]])
-    values_p = tf.pad(values, [[0, nnz_b - nnz]])
-    return x_p, indices_p, values_p, bucket_size(n_out, 1)
-
-
-def _bucketing(bucket: bool) -> bool:
-    # Inside an XLA-compiled model the whole step recompiles anyway.
-    return bucket and not _in_xla_context()
-
-
-def _forward(x, indices, values, n_out, bucket):
-    if not _bucketing(bucket):
-        return _gather_forward(x, indices, values, n_out)
-    x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
-    return _gather_forward(x_p, indices_p, values_p, out_b)[:, :n_out]
-
-
-def _backward(x, indices, values, dy, n_in, bucket):
-    if not _bucketing(bucket):
-        dx = _gather_input_grad(indices, values, dy, n_in)
-        d_values = _gather_values_grad(x, indices, dy)
-    else:
-        nnz, n_out = indices.shape[0], dy.shape[-1]
-        x_p, indices_p, values_p, out_b = _pad(x, indices, values, n_out)
-        dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
-        dx = _gather_input_grad(indices_p, values_p, dy_p, x_p.shape[-1])[:, :n_in]
-        d_values = _gather_values_grad(x_p, indices_p, dy_p)[:nnz]
+def _backward(x, indices, values, dy, n_in, padded):
+    dx = _gather_input_grad(indices, values, dy, n_in, padded)
+    d_values = _gather_values_grad(x, indices, dy, padded)
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
-
-
-def _values_grad(x, indices, dy, bucket):
-    if not _bucketing(bucket):
-        return _gather_values_grad(x, indices, dy)
-    nnz, n_out = indices.shape[0], dy.shape[-1]
-    x_p, indices_p, _, out_b = _pad(x, indices, tf.zeros(nnz, dy.dtype), n_out)
-    dy_p = tf.pad(dy, [[0, 0], [0, out_b - n_out]])
-    return _gather_values_grad(x_p, indices_p, dy_p)[:nnz]
 
 
 def _csr(indices, values, n_in, n_out):
@@ -194,8 +166,9 @@ def _column_tiles(indices, values, n_in, n_out):
     return tiles
 
 
-def _csr_forward(x, indices, values, n_in, n_out):
+def _csr_forward(x, indices, values, n_in, n_out, padded=False):
     # x @ K = (K^T x^T)^T, in one call per tile.
+    indices, values = _live_prefix(indices, values, padded)
     x32 = tf.cast(x, tf.float32)
     ys = [
         tf.raw_ops.SparseMatrixMatMul(
@@ -206,9 +179,10 @@ def _csr_forward(x, indices, values, n_in, n_out):
     return tf.cast(ys[0] if len(ys) == 1 else tf.concat(ys, axis=1), x.dtype)
 
 
-def _csr_backward(x, indices, values, dy, n_in, n_out, bucket=False):
+def _csr_backward(x, indices, values, dy, n_in, n_out, padded=False):
     # dy @ K^T = (K dy^T)^T: each row-major CSR tile as it is.
     dy32 = tf.cast(dy, tf.float32)
+    live_indices, live_values = _live_prefix(indices, values, padded)
     dx = tf.add_n(
         [
             tf.raw_ops.SparseMatrixMatMul(
@@ -217,14 +191,14 @@ def _csr_backward(x, indices, values, dy, n_in, n_out, bucket=False):
                 transpose_b=True,
                 transpose_output=True,
             )
-            for csr, start, width in _column_tiles(indices, values, n_in, n_out)
+            for csr, start, width in _column_tiles(live_indices, live_values, n_in, n_out)
         ]
     )
-    d_values = _values_grad(x, indices, dy, bucket)
+    d_values = _gather_values_grad(x, indices, dy, padded)
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
-def gather_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
+def gather_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
     """`x @ K` as gather, scale and segment-sum, compiled with XLA.
 
     The forward and backward passes are each an XLA-compiled function, so the
@@ -235,22 +209,22 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = Fals
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _backward(x, indices, values, dy, n_in, bucket)
+            return _backward(x, indices, values, dy, n_in, padded)
 
-        return _forward(x, indices, values, n_out, bucket), grad
+        return _gather_forward(x, indices, values, n_out, padded), grad
 
     return _product(x, values)
 
 
-def csr_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
+def csr_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
     """`x @ K` with TensorFlow's CSR sparse-matrix kernels (see module docstring)."""
 
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _csr_backward(x, indices, values, dy, n_in, n_out, bucket)
+            return _csr_backward(x, indices, values, dy, n_in, n_out, padded)
 
-        return _csr_forward(x, indices, values, n_in, n_out), grad
+        return _csr_forward(x, indices, values, n_in, n_out, padded), grad
 
     return _product(x, values)
 
@@ -260,14 +234,14 @@ def _in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
-def auto_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False):
+def auto_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
     """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
     if _in_xla_context():
-        return gather_matmul(x, indices, values, n_in, n_out, bucket)
+        return gather_matmul(x, indices, values, n_in, n_out, padded)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.
         impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul
-        return impl(x, indices, values, n_in, n_out, bucket)
+        return impl(x, indices, values, n_in, n_out, padded)
 
     @tf.custom_gradient
     def _product(x, values):
@@ -276,14 +250,14 @@ def auto_matmul(x, indices, values, n_in: int, n_out: int, bucket: bool = False)
         def grad(dy):
             return tf.cond(
                 use_csr,
-                lambda: _csr_backward(x, indices, values, dy, n_in, n_out, bucket),
-                lambda: _backward(x, indices, values, dy, n_in, bucket),
+                lambda: _csr_backward(x, indices, values, dy, n_in, n_out, padded),
+                lambda: _backward(x, indices, values, dy, n_in, padded),
             )
 
         y = tf.cond(
             use_csr,
-            lambda: _csr_forward(x, indices, values, n_in, n_out),
-            lambda: _forward(x, indices, values, n_out, bucket),
+            lambda: _csr_forward(x, indices, values, n_in, n_out, padded),
+            lambda: _gather_forward(x, indices, values, n_out, padded),
         )
         return y, grad
 
@@ -299,13 +273,14 @@ _FUNCTIONS = {
 
 
 def sparse_matmul(
-    kernel_impl: str, x, indices, values, n_in: int, n_out: int, bucket: bool = False
+    kernel_impl: str, x, indices, values, n_in: int, n_out: int, padded: bool = False
 ):
     """Dispatch to the implementation named by `kernel_impl`.
 
-    `bucket=True` pads the XLA gather path's shapes to buckets (see
-    `bucket_size`); layers pass it while neuron pruning is resizing them.
+    `padded=True`: entries with index (-1, -1) after the live ones are
+    padding, to be ignored (see "Padding" above); layers that neuron pruning
+    keeps at a larger capacity pass it.
     """
     if kernel_impl == "sparse_dense_matmul":
-        return sparse_dense_matmul(x, indices, values, n_in, n_out)
-    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, bucket)
+        return sparse_dense_matmul(x, *_live_prefix(indices, values, padded), n_in, n_out)
+    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, padded)

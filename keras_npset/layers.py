@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
 from keras_npset import kernels, topology
+from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import erdos_renyi_indices
 
 # Variance-scaling schemes for the kernel values, computed with the *sparse*
@@ -210,11 +211,12 @@ class SparseDense(keras.layers.Layer):
         self.seed = None if seed is None else int(seed)
         self.initial_units = int(initial_units) if initial_units is not None else self.units
         self.input_dim = None
-        # Set by neuron pruning while its events resize the layer: the XLA path
-        # then pads to shape buckets so that consecutive events reuse compiled
-        # programs (see `kernels.bucket_size`). Cleared after the last event:
-        # exact shapes skip the padding in every remaining step.
-        self.bucket_shapes = False
+        # Live size: `units`, `input_dim` and `_nnz` connections. The storage
+        # may be larger while neuron pruning runs (see `padded`): then
+        # `_capacity` holds its (input_dim, units) and `pad_ready` is set.
+        self._nnz = None
+        self._capacity = None
+        self.pad_ready = False
         self._nnz_from_config = None
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -228,6 +230,7 @@ class SparseDense(keras.layers.Layer):
                     f"Received: {name}={width}"
                 )
         self.input_dim = input_dim
+        self._capacity = (input_dim, self.units)
         if self._nnz_from_config is not None:
             # Restoring a saved layer: the weights loaded next fix the topology.
             nnz = self._nnz_from_config
@@ -243,6 +246,7 @@ class SparseDense(keras.layers.Layer):
                 self.kernel_initializer, len(indices), input_dim, self.units, rng
             )
             indices = indices.astype(np.int32)
+        self._nnz = len(indices)
         self.indices = self.add_weight(
             name="indices",
             shape=indices.shape,
@@ -271,8 +275,179 @@ class SparseDense(keras.layers.Layer):
 
     @property
     def nnz(self) -> int:
-        """Current number of connections."""
-        return int(self.indices.shape[0])
+        """Current number of (live) connections."""
+        return int(self._nnz)
+
+    # ------------------------------------------------------------ capacity
+    # Neuron pruning shrinks a layer many times in a run. Re-creating its
+    # variables each time would re-trace and re-compile every function of the
+    # model, so the layer can instead keep its storage at a *capacity*
+    # (`capacity`: connections, input width, units) and hold the live kernel
+    # in a prefix of it: live connections first, then padding with index
+    # (-1, -1) and value 0 that the kernels ignore (`kernels`, "Padding");
+    # units past `units` have zero bias and no connection, so nothing reads
+    # them and they receive no gradient. Everything that reports or saves the
+    # layer (`nnz`, `units`, `input_dim`, `kernel`, `to_dense_kernel`,
+    # `live_*`, `get_config`, the saved weights) sees the live part only.
+
+    @property
+    def capacity(self) -> tuple[int, int, int]:
+        """`(connections, input width, units)` the variables have room for."""
+        return (int(self.indices.shape[0]), *self._capacity)
+
+    @property
+    def padded(self) -> bool:
+        """Whether the storage is larger than the live kernel."""
+        return self.capacity != (self.nnz, self.input_dim, self.units)
+
+    def set_pad_ready(self, ready: bool) -> bool:
+        """Trace the kernel so that it may be padded (see `capacity`).
+
+        While set, the traced kernel masks padding, so the layer can be
+        resized within its capacity without re-tracing. Returns whether the
+        setting changed: the caller must then rebuild the model's traced
+        functions. Clearing it needs an exact layer (`compact` first).
+        """
+        ready = bool(ready)
+        if not ready and self.capacity[0] != self.nnz:
+            raise ValueError(
+                f"Layer {self.name!r} is padded; compact it before clearing `pad_ready`. "
+                f"Received: ready={ready}"
+            )
+        changed = ready != self.pad_ready
+        self.pad_ready = ready
+        return changed
+
+    def live_indices(self) -> np.ndarray:
+        """The live connections' `(input, unit)` pairs, `[nnz, 2]` int32."""
+        return read(self.indices)[: self.nnz]
+
+    def live_values(self) -> np.ndarray:
+        """The live connections' values, `[nnz]`."""
+        return read(self.values)[: self.nnz]
+
+    def live_bias(self) -> np.ndarray | None:
+        """The live units' bias, `[units]`, or None without a bias."""
+        return None if self.bias is None else read(self.bias)[: self.units]
+
+    def _live_length(self, variable) -> int | None:
+        """Live entries of one of this layer's variables (axis 0), or None if not its own."""
+        if variable is self.indices or variable is self.values:
+            return self.nnz
+        if self.bias is not None and variable is self.bias:
+            return self.units
+        return None
+
+    def set_kernel(
+        self,
+        indices,
+        values,
+        source,
+        shape,
+        capacity=None,
+        optimizer=None,
+        strategy=None,
+    ) -> None:
+        """Give the layer the live connections `indices` with `values`.
+
+        Args:
+            indices: `[n, 2]` int `(input, unit)` pairs, unique, in tile order.
+            values: `[n]` values of the connections.
+            source: `[n]` old live position of each connection, -1 for a new
+                one; optimizer slots move with it (new ones start at zero).
+            shape: the live `(input_dim, units)` of the new kernel.
+            capacity: `(connections, input_dim, units)` of the storage.
+                Defaults to `None`: the current capacity, which must hold the
+                new kernel (variables keep their storage and traced functions
+                stay valid). A different capacity re-creates the storage: the
+                caller rebuilds the model's traced functions.
+            optimizer: the optimizer whose slots to carry. Defaults to `None`.
+            strategy: the `tf.distribute` strategy of the variables. Defaults
+                to `None`.
+        """
+        n = len(indices)
+        n_in, units = (int(d) for d in shape)
+        cap = self.capacity if capacity is None else tuple(int(c) for c in capacity)
+        if n > cap[0] or n_in > cap[1] or units > cap[2]:
+            raise ValueError(
+                f"Expected the kernel of layer {self.name!r} to fit its capacity {cap}. "
+                f"Received: {n} connections, shape={(n_in, units)}"
+            )
+        padded_indices = np.full((cap[0], 2), -1, np.int32)
+        padded_indices[:n] = indices
+        padded_values = np.zeros(cap[0], self.values.dtype)
+        padded_values[:n] = values
+        padded_source = np.full(cap[0], -1, np.int64)
+        padded_source[:n] = source
+        set_value(self.indices, padded_indices, strategy)
+        carry(self.values, padded_values, padded_source, optimizer, strategy)
+        self._nnz, self.input_dim, self.units = n, n_in, units
+        self._capacity = cap[1:]
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: cap[1]})
+        if self.bias is not None and self.bias.shape[0] != cap[2]:
+            # New storage for the bias too, holding its first `units` entries
+            # (narrow it with `keep_units` first when units are dropped).
+            self.keep_units(np.arange(units), cap, optimizer, strategy)
+
+    def keep_units(self, keep, capacity=None, optimizer=None, strategy=None) -> None:
+        """Keep the bias (and its optimizer slots) of units `keep` only.
+
+        The kernel's columns are the caller's (`set_kernel`); this narrows the
+        per-unit state to `len(keep)` live units within `capacity` (as in
+        `set_kernel`, defaulting to the current one).
+        """
+        cap = self.capacity if capacity is None else tuple(int(c) for c in capacity)
+        keep = np.asarray(keep, np.int64)
+        if keep.size > cap[2]:
+            raise ValueError(
+                f"Expected at most {cap[2]} units (the capacity of layer {self.name!r}). "
+                f"Received: {keep.size} units in `keep`"
+            )
+        if self.bias is not None:
+            source = np.full(cap[2], -1, np.int64)
+            source[: keep.size] = keep
+            bias = np.zeros(cap[2], self.bias.dtype)
+            bias[: keep.size] = read(self.bias)[keep]
+            carry(self.bias, bias, source, optimizer, strategy)
+        self.units = int(keep.size)
+
+    def set_capacity(
+        self, connections=None, input_dim=None, units=None, optimizer=None, strategy=None
+    ) -> bool:
+        """Re-create the storage at a new capacity; returns whether it changed.
+
+        Each of `connections`, `input_dim`, `units` defaults to `None`: keep
+        the current capacity there. A layer that is not `pad_ready` always
+        gets exactly its live connections. Changed storage invalidates the
+        model's traced functions: the caller rebuilds them
+        (`surgery.refresh_model`). The input capacity must stay the units
+        capacity of the layer before.
+        """
+        cap = list(self.capacity)
+        for i, value in enumerate((connections, input_dim, units)):
+            if value is not None:
+                cap[i] = int(value)
+        if not self.pad_ready:
+            cap[0] = self.nnz
+        if tuple(cap) == self.capacity:
+            return False
+        self.set_kernel(
+            self.live_indices(),
+            self.live_values(),
+            np.arange(self.nnz),
+            (self.input_dim, self.units),
+            capacity=cap,
+            optimizer=optimizer,
+            strategy=strategy,
+        )
+        return True
+
+    def compact(self, optimizer=None, strategy=None) -> bool:
+        """Shrink the storage to the live kernel (no padding); returns whether it changed.
+
+        See `set_capacity`.
+        """
+        return self.set_capacity(self.nnz, self.input_dim, self.units, optimizer, strategy)
 
     @property
     def kernel(self) -> tf.SparseTensor:
@@ -283,11 +458,18 @@ class SparseDense(keras.layers.Layer):
         reordered here).
         """
         kernel = tf.SparseTensor(
-            tf.cast(tf.convert_to_tensor(self.indices), tf.int64),
-            tf.convert_to_tensor(self.values),
+            tf.cast(self.live_indices(), tf.int64),
+            tf.convert_to_tensor(self.live_values()),
             dense_shape=(self.input_dim, self.units),
         )
         return tf.sparse.reorder(kernel) if self.units > topology.TILE_COLS else kernel
+
+    def save_own_variables(self, store):
+        # The live part only: a saved layer has its live widths (`get_config`,
+        # `get_build_config`) and no padding.
+        for i, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
+            live = self._live_length(variable)
+            store[f"{i}"] = variable if live is None or not self.padded else read(variable)[:live]
 
     def load_own_variables(self, store):
         super().load_own_variables(store)
@@ -306,27 +488,40 @@ class SparseDense(keras.layers.Layer):
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
         leading = tf.shape(inputs)[:-1]
-        x = tf.reshape(inputs, (-1, self.input_dim))
+        # Traced at the capacity: the functions stay valid while the live
+        # kernel shrinks within it.
+        # Padded widths need nothing (no connection reads or feeds them);
+        # padded connections need the masking kernels.
+        if self.capacity[0] != self.nnz and not self.pad_ready:
+            raise ValueError(
+                f"Layer {self.name!r} has padded connections but was not made `pad_ready`; "
+                f"call `compact()` or `set_pad_ready(True)` first. Received: capacity="
+                f"{self.capacity}, live {(self.nnz, self.input_dim, self.units)}"
+            )
+        n_in, units = self._capacity
+        x = tf.reshape(inputs, (-1, n_in))
         values = tf.cast(tf.convert_to_tensor(self.values), self.compute_dtype)
         outputs = kernels.sparse_matmul(
             self.kernel_impl,
             x,
             tf.convert_to_tensor(self.indices),
             values,
-            self.input_dim,
-            self.units,
-            bucket=self.bucket_shapes,
+            n_in,
+            units,
+            padded=self.pad_ready,
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)
         if len(inputs.shape) != 2:
-            outputs = tf.reshape(outputs, tf.concat([leading, [self.units]], axis=0))
+            outputs = tf.reshape(outputs, tf.concat([leading, [units]], axis=0))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
 
     def compute_output_shape(self, input_shape):
-        return (*tuple(input_shape)[:-1], self.units)
+        # What `call` produces: the units capacity (the live width unless
+        # neuron pruning is padding the layer within `fit`).
+        return (*tuple(input_shape)[:-1], self._capacity[1] if self._capacity else self.units)
 
     def get_build_config(self):
         if not self.built:
@@ -366,6 +561,6 @@ class SparseDense(keras.layers.Layer):
     def to_dense_kernel(self) -> np.ndarray:
         """The kernel as a dense NumPy array (for tests, export and inspection only)."""
         dense = np.zeros((self.input_dim, self.units), dtype=self.values.dtype)
-        idx = self.indices.numpy()
-        dense[idx[:, 0], idx[:, 1]] = self.values.numpy()
+        idx = self.live_indices()
+        dense[idx[:, 0], idx[:, 1]] = self.live_values()
         return dense

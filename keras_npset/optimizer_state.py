@@ -138,3 +138,31 @@ def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
         if new_key != old_key:
             del optimizer._trainable_variables_indices[old_key]
             optimizer._trainable_variables_indices[new_key] = index
+
+
+def save_live_slots(optimizer, live_length):
+    """Make `optimizer` save only the live part of padded variables' slots.
+
+    A layer that neuron pruning keeps at a larger capacity saves its live
+    part only (`SparseDense.save_own_variables`); its slots must match, or
+    the saved file would not load. `live_length(variable)` returns the live
+    entries (axis 0) of a model variable, or None to save it whole. Installs
+    an instance-level `save_own_variables` on the optimizer that owns the
+    slots (what `model.save` calls) and returns a function that removes it.
+    """
+    owner = base_optimizer(optimizer)
+
+    def save_own_variables(store):
+        lengths = {}
+        for variable in owner._trainable_variables:
+            n = live_length(variable)
+            if n is not None:
+                for slot in slot_variables(owner, variable):
+                    lengths[id(slot)] = n
+        for i, variable in enumerate(owner.variables):
+            value = read(variable)
+            n = lengths.get(id(variable))
+            store[str(i)] = value if n is None else value[:n]
+
+    owner.__dict__["save_own_variables"] = save_own_variables
+    return lambda: owner.__dict__.pop("save_own_variables", None)

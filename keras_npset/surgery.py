@@ -4,12 +4,23 @@ The callbacks decide *what* changes (with the pure functions of `topology`);
 this module carries it out on a built, compiled model:
 
 - `rewire_layer`: new connections of one SparseDense layer (SET).
-- `remove_units`: physically remove hidden neurons (NPSET): the layer's
-  kernel columns and bias, the per-unit layers after it and the next
-  SparseDense layer's kernel rows, carrying every surviving value and
-  optimizer slot.
+- `remove_units`: remove hidden neurons (NPSET): the layer's kernel columns
+  and bias, the per-unit layers after it and the next SparseDense layer's
+  kernel rows, carrying every surviving value and optimizer slot.
+- `compact`, `should_compact`: capacity management (below).
 - `refresh_model`: rebuild the traced train/test/predict functions (and the
   symbolic graph of a Sequential model) after storage changed shape.
+
+Capacity. Re-creating variables at every pruning event would re-trace and
+re-compile every function of the model each time (about a second on a small
+network, many epochs' worth). Instead `remove_units` writes the smaller
+kernels into the layers' existing storage, padded (`SparseDense.capacity`),
+and the traced functions stay valid. Only when the pruned layers fill less
+than `MIN_FILL` of their storage (never within the paper's schedule), and
+after the last event, does `compact` re-create the storage at the live
+size, which the caller follows with `refresh_model`. A layer separated from the next one by
+per-unit weights (normalisation) cannot be padded: its link is compacted at
+every event.
 """
 
 from __future__ import annotations
@@ -19,26 +30,44 @@ import numpy as np
 
 from keras_npset.graph import Link
 from keras_npset.layers import SparseDense
-from keras_npset.optimizer_state import carry, read, set_value
+from keras_npset.optimizer_state import carry, read
 from keras_npset.topology import Rewiring, keep_units, take_with_source
+
+# Smallest share of their storage the pruned layers may fill (in connections)
+# before `should_compact` asks for new, smaller storage. A compaction costs a
+# re-trace (~1 s) plus XLA compilations of the gather programs at the new
+# shapes (~1.5 s), as much as 10-30 epochs of the paper's networks, and saves
+# only a part of an epoch per epoch left in the pruning phase: measured on
+# Prostate_GE, Yale and lung_discrete (`benchmarks/bench_runs.py`), a
+# compaction at a third never paid for itself. The paper's schedule ends at
+# about 12% of the connections, so at 0.1 its runs compact once, after the
+# last event; the bound is for schedules that prune far deeper.
+MIN_FILL = 0.1
 
 
 def rewire_layer(
     layer: SparseDense, rewiring: Rewiring, new_values=0.0, optimizer=None, strategy=None
 ) -> None:
-    """Give `layer` the connections of `rewiring`.
+    """Give `layer` the connections of `rewiring`, within its capacity.
 
     Surviving connections keep their values and optimizer slots; new ones
     (source -1) get `new_values` (a scalar or one value per new connection)
     and zero optimizer state.
     """
-    values = take_with_source(read(layer.values), rewiring.source, new_values)
-    set_value(layer.indices, rewiring.indices, strategy)
-    carry(layer.values, values, rewiring.source, optimizer, strategy)
-    shape = tuple(int(d) for d in rewiring.shape)
-    if shape != (layer.input_dim, layer.units):
-        layer.bucket_shapes = True
-    layer.input_dim, layer.units = shape
+    values = take_with_source(layer.live_values(), rewiring.source, new_values)
+    layer.set_kernel(
+        rewiring.indices,
+        values,
+        rewiring.source,
+        rewiring.shape,
+        optimizer=optimizer,
+        strategy=strategy,
+    )
+
+
+def can_pad(link: Link) -> bool:
+    """Whether `link.layer` can be pruned into padded storage (no per-unit weights in between)."""
+    return not any(between.weights for between in link.between)
 
 
 def _shrink_last_axis(layer, keep: np.ndarray, optimizer, strategy) -> None:
@@ -46,8 +75,13 @@ def _shrink_last_axis(layer, keep: np.ndarray, optimizer, strategy) -> None:
         carry(weight, read(weight)[keep], keep, optimizer, strategy)
 
 
-def _set_input_width(layer, width: int) -> None:
-    """Record a new input width in a layer's build config and input spec."""
+def _set_input_width(layer, width: int, spec_width: int | None = None) -> None:
+    """Record a new input width in a layer's build config and input spec.
+
+    `spec_width` is the width the layer receives when it differs (the
+    capacity of a padded layer before it); defaults to `width`.
+    """
+    spec_width = width if spec_width is None else spec_width
     shapes = getattr(layer, "_build_shapes_dict", None)
     if shapes:
         for key, shape in shapes.items():
@@ -57,38 +91,83 @@ def _set_input_width(layer, width: int) -> None:
     if isinstance(spec, keras.layers.InputSpec) and spec.axes:
         last = (spec.ndim or 0) - 1
         spec.axes = {
-            axis: width if axis in (-1, last) else size for axis, size in spec.axes.items()
+            axis: spec_width if axis in (-1, last) else size for axis, size in spec.axes.items()
         }
 
 
-def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) -> None:
-    """Keep only the units `keep` (sorted) of `link.layer`, physically.
+def remove_units(link: Link, keep: np.ndarray, optimizer=None, strategy=None) -> bool:
+    """Keep only the units `keep` (sorted) of `link.layer`.
 
-    The layers between `link.layer` and `link.next` shrink their per-unit
-    weights (normalisations) and record the new width, so the model saves
-    and reloads with it.
+    When both SparseDense layers are `pad_ready` and `can_pad(link)`, the
+    kernels shrink within the layers' current storage (see the module
+    docstring) and the traced functions stay valid. Otherwise the pruned
+    width becomes exact (the pruned layer's units, the next layer's input,
+    and the connections of a layer that is not `pad_ready`). The per-unit
+    layers in between shrink their weights. Every layer records the new
+    width, so the model saves and reloads with it.
+
+    Returns whether storage was re-created: the caller must then
+    `refresh_model`.
     """
     layer, nxt = link.layer, link.next
     keep = np.asarray(keep, np.int64)
     width = int(keep.size)
     rewire_layer(
         layer,
-        keep_units(read(layer.indices), (layer.input_dim, layer.units), keep, axis=1),
+        keep_units(layer.live_indices(), (layer.input_dim, layer.units), keep, axis=1),
         optimizer=optimizer,
         strategy=strategy,
     )
-    if layer.bias is not None:
-        carry(layer.bias, read(layer.bias)[keep], keep, optimizer, strategy)
-    for between in link.between:
-        _shrink_last_axis(between, keep, optimizer, strategy)
-        _set_input_width(between, width)
+    layer.keep_units(keep, optimizer=optimizer, strategy=strategy)
     rewire_layer(
         nxt,
-        keep_units(read(nxt.indices), (nxt.input_dim, nxt.units), keep, axis=0),
+        keep_units(nxt.live_indices(), (nxt.input_dim, nxt.units), keep, axis=0),
         optimizer=optimizer,
         strategy=strategy,
     )
-    _set_input_width(nxt, width)
+    resized = False
+    if not (layer.pad_ready and nxt.pad_ready and can_pad(link)):
+        resized = layer.set_capacity(units=width, optimizer=optimizer, strategy=strategy)
+        resized = nxt.set_capacity(input_dim=width, optimizer=optimizer, strategy=strategy) or (
+            resized
+        )
+    for between in link.between:
+        _shrink_last_axis(between, keep, optimizer, strategy)
+        _set_input_width(between, width, layer.capacity[2])
+    return resized
+
+
+def fill(links: list[Link]) -> float:
+    """Live connections of the layers of `links` over the connections their storage holds."""
+    layers = {id(layer): layer for link in links for layer in (link.layer, link.next)}
+    live = sum(layer.nnz for layer in layers.values())
+    return live / max(1, sum(layer.capacity[0] for layer in layers.values()))
+
+
+def should_compact(links: list[Link]) -> bool:
+    """Whether the layers of `links` fill less than `MIN_FILL` of their storage.
+
+    Counted in connections, all layers together: padded connections are
+    what costs work in every step (a padded width costs only a column of
+    zeros), and a re-trace rebuilds every layer at once.
+    """
+    return fill(links) < MIN_FILL
+
+
+def compact(links: list[Link], optimizer=None, strategy=None) -> bool:
+    """Shrink the storage of every padded layer of `links` to its live size.
+
+    Returns whether any storage changed: the caller then rebuilds the
+    model's functions (`refresh_model`).
+    """
+    changed = False
+    for link in links:
+        for layer in (link.layer, link.next):
+            if layer is not None:
+                changed = layer.compact(optimizer, strategy) or changed
+        for between in link.between:
+            _set_input_width(between, link.layer.units)
+    return changed
 
 
 def refresh_model(model) -> None:

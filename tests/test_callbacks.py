@@ -4,6 +4,7 @@ import concurrent.futures
 import copy
 import gc
 import glob
+import warnings
 import weakref
 
 import keras
@@ -17,6 +18,7 @@ from keras_npset import (
     SparseDense,
     TopologyLogger,
     final_width,
+    surgery,
     topology,
 )
 from keras_npset import callbacks as callbacks_module
@@ -59,7 +61,7 @@ def dense_twin_predict(model, x):
     h = x
     for layer in model.layers:
         if isinstance(layer, SparseDense):
-            h = h @ layer.to_dense_kernel() + layer.bias.numpy()
+            h = h @ layer.to_dense_kernel() + layer.live_bias()
             h = keras.ops.convert_to_numpy(layer.activation(h))
         else:
             h = keras.ops.convert_to_numpy(layer(h, training=False))
@@ -77,8 +79,8 @@ class Snapshot(keras.callbacks.Callback):
         self.epochs.append(
             {
                 layer.name: (
-                    layer.indices.numpy().copy(),
-                    layer.values.numpy().copy(),
+                    layer.live_indices().copy(),
+                    layer.live_values().copy(),
                     (layer.input_dim, layer.units),
                 )
                 for layer in sparse_of(self.model)
@@ -93,7 +95,7 @@ def test_set_invariants_after_every_epoch(rng):
     x, y = data(rng)
     model = compiled(mlp())
     before = {layer.name: layer.nnz for layer in sparse_of(model)}
-    initial = {layer.name: layer.indices.numpy().copy() for layer in sparse_of(model)}
+    initial = {layer.name: layer.live_indices().copy() for layer in sparse_of(model)}
     snap = Snapshot()
     model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[SETEvolution(0.3, seed=1), snap])
     for epoch, state in enumerate(snap.epochs):
@@ -122,11 +124,11 @@ def test_set_new_connections_start_as_documented(rng):
         callback.set_model(model)
         callback.on_train_begin()
         layer = model.get_layer("h1")
-        old = set(flat_positions(layer.indices.numpy(), layer.units).tolist())
+        old = set(flat_positions(layer.live_indices(), layer.units).tolist())
         callback.evolve()
-        flat = flat_positions(layer.indices.numpy(), layer.units)
+        flat = flat_positions(layer.live_indices(), layer.units)
         new = np.array([p not in old for p in flat.tolist()])
-        fresh = layer.values.numpy()[new]
+        fresh = layer.live_values()[new]
         if init == "zeros":
             assert np.all(fresh == 0)
         else:
@@ -147,14 +149,14 @@ def test_optimizer_state_travels_with_connections(rng, make_optimizer):
     layer = model.get_layer("h2")
     slots = slot_variables(model.optimizer, layer.values)
     assert len(slots) == (1 if isinstance(model.optimizer, keras.optimizers.SGD) else 2)
-    old_flat = flat_positions(layer.indices.numpy(), layer.units)
-    removed = set_removal_mask(layer.values.numpy(), 0.3)
+    old_flat = flat_positions(layer.live_indices(), layer.units)
+    removed = set_removal_mask(layer.live_values(), 0.3)
     old_slots = [s.numpy().copy() for s in slots]
     callback = SETEvolution(zeta=0.3, seed=0)
     callback.set_model(model)
     callback.on_train_begin()
     callback.evolve()
-    new_flat = flat_positions(layer.indices.numpy(), layer.units)
+    new_flat = flat_positions(layer.live_indices(), layer.units)
     # Surviving connections: same position, not removed (a removed position may regrow as new).
     position = {p: i for i, p in enumerate(old_flat.tolist()) if not removed[i]}
     kept = np.array([p in position for p in new_flat.tolist()])
@@ -198,7 +200,7 @@ def test_parallel_evolution_gives_the_same_step(rng, monkeypatch, tile):
         monkeypatch.setattr(callbacks_module, "PARALLEL_EVOLUTION_MIN_NNZ", threshold)
         set_cb.evolve()
         for layer in sparse_of(model):
-            check_indices(layer.indices.numpy(), (layer.input_dim, layer.units))
+            check_indices(layer.live_indices(), (layer.input_dim, layer.units))
         states.append([v.numpy() for v in variables])
     assert len(pools) == 1  # the second evolution ran on a thread
     assert not np.array_equal(states[0][0], before[0])  # the topology changed
@@ -214,17 +216,17 @@ def test_set_is_seeded(rng):
         keras.utils.set_random_seed(9)
         model = compiled(mlp())
         model.fit(x, y, epochs=3, shuffle=False, verbose=0, callbacks=[SETEvolution(seed=4)])
-        topologies.append(model.get_layer("h1").indices.numpy())
+        topologies.append(model.get_layer("h1").live_indices())
     np.testing.assert_array_equal(*topologies)
 
 
 def test_set_only_named_layers(rng):
     model = compiled(mlp())
-    h2_before = model.get_layer("h2").indices.numpy().copy()
-    h1_before = model.get_layer("h1").indices.numpy().copy()
+    h2_before = model.get_layer("h2").live_indices().copy()
+    h1_before = model.get_layer("h1").live_indices().copy()
     model.fit(*data(rng), epochs=2, verbose=0, callbacks=[SETEvolution(layers=["h1"], seed=0)])
-    np.testing.assert_array_equal(model.get_layer("h2").indices.numpy(), h2_before)
-    assert not np.array_equal(model.get_layer("h1").indices.numpy(), h1_before)
+    np.testing.assert_array_equal(model.get_layer("h2").live_indices(), h2_before)
+    assert not np.array_equal(model.get_layer("h1").live_indices(), h1_before)
 
 
 def test_save_load_after_evolution_then_train(tmp_path, rng):
@@ -237,7 +239,7 @@ def test_save_load_after_evolution_then_train(tmp_path, rng):
     history = loaded.fit(x, y, epochs=3, verbose=0, callbacks=[SETEvolution(seed=1)])
     assert np.isfinite(history.history["loss"]).all()
     for layer in sparse_of(loaded):
-        check_indices(layer.indices.numpy(), (layer.input_dim, layer.units))
+        check_indices(layer.live_indices(), (layer.input_dim, layer.units))
 
 
 # ---------------------------------------------------------------- pruning
@@ -270,7 +272,7 @@ def test_paper_schedule_41_events_reaches_table3_widths():
     layers = sparse_of(model)
     for a, b in zip(layers, layers[1:], strict=False):
         assert b.input_dim == a.units
-        check_indices(b.indices.numpy(), (b.input_dim, b.units))
+        check_indices(b.live_indices(), (b.input_dim, b.units))
 
 
 def test_pruning_equals_zeroing_outgoing_weights(rng):
@@ -282,8 +284,8 @@ def test_pruning_equals_zeroing_outgoing_weights(rng):
     callback = NeuronPruning(alpha=0.25, start=0, epochs=0, layers=["h1"], seed=0)
     callback.set_model(model)
     callback.on_train_begin()
-    in_deg = np.bincount(h1.indices.numpy()[:, 1], minlength=h1.units)
-    out_deg = np.bincount(h2.indices.numpy()[:, 0], minlength=h1.units)
+    in_deg = np.bincount(h1.live_indices()[:, 1], minlength=h1.units)
+    out_deg = np.bincount(h2.live_indices()[:, 0], minlength=h1.units)
     degree = in_deg + out_deg
     w2 = h2.to_dense_kernel()
     callback.prune()
@@ -292,8 +294,8 @@ def test_pruning_equals_zeroing_outgoing_weights(rng):
     # The kept neurons are those with the most connections.
     assert (
         np.sort(
-            np.bincount(h1.indices.numpy()[:, 1], minlength=30)
-            + np.bincount(h2.indices.numpy()[:, 0], minlength=30)
+            np.bincount(h1.live_indices()[:, 1], minlength=30)
+            + np.bincount(h2.live_indices()[:, 0], minlength=30)
         ).tolist()
         == kept_degrees.tolist()
     )
@@ -322,9 +324,9 @@ def test_pruned_predictions_match_unpruned_with_zeroed_rows(rng):
     h1, out = model.get_layer("h1"), model.get_layer("out")
     w1, b1, w_out, b_out = (
         h1.to_dense_kernel(),
-        h1.bias.numpy(),
+        h1.live_bias(),
         out.to_dense_kernel(),
-        out.bias.numpy(),
+        out.live_bias(),
     )
     callback = NeuronPruning(alpha=0.4, start=0, epochs=0, seed=2)
     callback.set_model(model)
@@ -346,15 +348,15 @@ def test_pruned_predictions_match_unpruned_with_zeroed_rows(rng):
 def test_kept_neurons_have_most_connections(rng, criterion):
     model = compiled(mlp(hidden=(50, 20), epsilon=2))
     h1, h2 = model.get_layer("h1"), model.get_layer("h2")
-    in_deg = np.bincount(h1.indices.numpy()[:, 1], minlength=50)
-    out_deg = np.bincount(h2.indices.numpy()[:, 0], minlength=50)
+    in_deg = np.bincount(h1.live_indices()[:, 1], minlength=50)
+    out_deg = np.bincount(h2.live_indices()[:, 0], minlength=50)
     degree = {"total": in_deg + out_deg, "out": out_deg, "in": in_deg}[criterion]
     callback = NeuronPruning(
         alpha=0.3, start=0, epochs=0, layers=["h1"], criterion=criterion, seed=1
     )
     run_schedule(model, callback, 1)
-    new_in = np.bincount(h1.indices.numpy()[:, 1], minlength=35)
-    new_out = np.bincount(h2.indices.numpy()[:, 0], minlength=35)
+    new_in = np.bincount(h1.live_indices()[:, 1], minlength=35)
+    new_out = np.bincount(h2.live_indices()[:, 0], minlength=35)
     new_degree = {"total": new_in + new_out, "out": new_out, "in": new_in}[criterion]
     assert new_degree.min() >= np.sort(degree)[15 - 1]
 
@@ -403,10 +405,10 @@ def test_pruning_keeps_surviving_optimizer_state(rng):
     model.fit(x, y, epochs=1, verbose=0)
     h1, h2 = model.get_layer("h1"), model.get_layer("h2")
     bias_slots = [s.numpy().copy() for s in slot_variables(model.optimizer, h1.bias)]
-    old_bias = h1.bias.numpy().copy()
+    old_bias = h1.live_bias().copy()
     callback = NeuronPruning(alpha=0.5, start=0, epochs=0, layers=["h1"], seed=0)
     run_schedule(model, callback, 1)
-    kept = np.array([int(np.flatnonzero(old_bias == b)[0]) for b in h1.bias.numpy()])
+    kept = np.array([int(np.flatnonzero(old_bias == b)[0]) for b in h1.live_bias()])
     for slot, old in zip(slot_variables(model.optimizer, h1.bias), bias_slots, strict=True):
         assert slot.shape == (20,)
         np.testing.assert_array_equal(slot.numpy(), old[kept])
@@ -414,42 +416,214 @@ def test_pruning_keeps_surviving_optimizer_state(rng):
     model.fit(x, y, epochs=1, verbose=0)
 
 
-class BucketFlags(keras.callbacks.Callback):
-    """Records each SparseDense layer's `bucket_shapes` after every epoch."""
+class PaddingRecord(keras.callbacks.Callback):
+    """After every epoch: padding state, train function, traces, and that padding is zero.
+
+    `traces` counts calls of `SparseDense.call`, which run only while a
+    function is traced (`count_traces` installs the counter).
+    """
+
+    traced = [0]
 
     def on_train_begin(self, logs=None):
         self.epochs = []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epochs.append({layer.name: layer.bucket_shapes for layer in sparse_of(self.model)})
+        fn = self.model.train_function
+        self.epochs.append(
+            {
+                "ready": {layer.name: layer.pad_ready for layer in sparse_of(self.model)},
+                "padded": {layer.name: layer.padded for layer in sparse_of(self.model)},
+                "capacity": [layer.capacity for layer in sparse_of(self.model)],
+                "function": fn,
+                "traces": self.traced[0],
+            }
+        )
+        assert_padding_is_zero(self.model)
+
+
+def assert_padding_is_zero(model):
+    """Padding holds index -1 and exact zeros, in the weights and the optimizer slots."""
+    for layer in sparse_of(model):
+        n_in, units = layer.input_dim, layer.units
+        check_indices(layer.live_indices(), (n_in, units))
+        assert layer.live_values().shape == (layer.nnz,)
+        np.testing.assert_array_equal(layer.indices.numpy()[layer.nnz :], -1)
+        np.testing.assert_array_equal(layer.values.numpy()[layer.nnz :], 0)
+        for slot in slot_variables(model.optimizer, layer.values):
+            np.testing.assert_array_equal(slot.numpy()[layer.nnz :], 0)
+        np.testing.assert_array_equal(layer.bias.numpy()[units:], 0)
+        for slot in slot_variables(model.optimizer, layer.bias):
+            np.testing.assert_array_equal(slot.numpy()[units:], 0)
+    layers = sparse_of(model)
+    for a, b in zip(layers, layers[1:], strict=False):
+        assert b.input_dim == a.units
+        assert b.capacity[1] == a.capacity[2]
 
 
 @pytest.mark.parametrize("fit_epochs", [6, 3])
-def test_shape_buckets_only_while_pruning_continues(rng, fit_epochs):
-    """Layers pad to buckets between events, and run exact shapes after the last one.
+def test_padding_only_while_pruning_continues(rng, fit_epochs):
+    """Layers pad between events, and are exact after the last one.
 
     With 6 epochs the schedule's last event (epoch 3) comes before the end of
     training; with 3, the run ends first and its last epoch's event is the last.
     """
     x, y = data(rng)
     model = compiled(mlp())
-    flags = BucketFlags()
+    record = PaddingRecord()
     pruning = NeuronPruning(alpha=0.2, start=1, epochs=2, seed=0)
-    model.fit(x, y, epochs=fit_epochs, batch_size=16, verbose=0, callbacks=[pruning, flags])
+    model.fit(x, y, epochs=fit_epochs, batch_size=16, verbose=0, callbacks=[pruning, record])
     last = min(3, fit_epochs - 1)
     assert pruning.events == list(range(1, last + 1))
-    assert not any(flags.epochs[0].values())  # before the first event
-    for epoch in range(1, last):  # between events: every resized layer pads
-        assert all(flags.epochs[epoch].values()), (epoch, flags.epochs[epoch])
+    assert all(record.epochs[0]["ready"].values())  # traced padding-aware from the start
+    assert not any(record.epochs[0]["padded"].values())  # before the first event
+    for epoch in range(1, last):  # between events the resized layers pad
+        assert all(record.epochs[epoch]["padded"].values()), (epoch, record.epochs[epoch])
     for epoch in range(last, fit_epochs):
-        assert not any(flags.epochs[epoch].values()), (epoch, flags.epochs[epoch])
+        state = record.epochs[epoch]
+        assert not any(state["ready"].values()) and not any(state["padded"].values())
     np.testing.assert_allclose(
         model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
     )
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # exact shapes train on
 
 
-def test_prune_called_directly_keeps_buckets(rng):
+@pytest.fixture
+def count_traces(monkeypatch):
+    counter = [0]
+    call = SparseDense.call
+
+    def counting_call(self, inputs):
+        counter[0] += 1
+        return call(self, inputs)
+
+    monkeypatch.setattr(SparseDense, "call", counting_call)
+    monkeypatch.setattr(PaddingRecord, "traced", counter)
+    return counter
+
+
+@pytest.mark.parametrize("min_fill", [None, 0.9])
+def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch, min_fill):
+    """Events that fit the storage reuse the traced train function; padding stays zero.
+
+    The paper's schedule (4% per event) on a small network with SGD, momentum
+    and weight decay: every epoch checks that the padding of weights and
+    slots is exactly zero after the training steps, and an event that keeps
+    every capacity keeps the same train function without a new trace. With
+    the default `MIN_FILL` only the last event re-creates storage; with a
+    high one, some events in between do too.
+    """
+    if min_fill is not None:
+        monkeypatch.setattr(surgery, "MIN_FILL", min_fill)
+    x, y = data(rng, n=64)
+    model = compiled(
+        mlp(hidden=(60, 50)), keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=1e-3)
+    )
+    record = PaddingRecord()
+    pruning = NeuronPruning(alpha=0.04, start=1, epochs=20, seed=0)
+    model.fit(
+        x, y, epochs=24, batch_size=8, verbose=0, callbacks=[SETEvolution(seed=0), pruning, record]
+    )
+    epochs = record.epochs
+    kept = [e for e in range(2, 21) if epochs[e]["capacity"] == epochs[e - 1]["capacity"]]
+    rebuilt = [e for e in range(2, 22) if epochs[e]["capacity"] != epochs[e - 1]["capacity"]]
+    if min_fill is None:
+        assert rebuilt == [21] and len(kept) == 19, (kept, rebuilt)
+    else:
+        assert len(kept) >= 8 and 3 <= len(rebuilt) <= 10, (kept, rebuilt)
+    for e in kept:
+        assert any(epochs[e]["padded"].values())
+        assert epochs[e]["function"] is epochs[e - 1]["function"], e
+        assert epochs[e]["traces"] == epochs[e - 1]["traces"], e
+    assert not any(epochs[-1]["padded"].values()) and not any(epochs[-1]["ready"].values())
+    assert [layer.units for layer in sparse_of(model)] == [
+        final_width(60, 0.04, 21),
+        final_width(50, 0.04, 21),
+        3,
+    ]
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_save_while_padded_holds_live_widths_and_slots(rng, tmp_path):
+    """`model.save` inside `fit` during the pruning phase writes the live part only."""
+    x, y = data(rng)
+    model = compiled(mlp(), keras.optimizers.Adam(1e-2))
+    saved = {}
+
+    def save(epoch, logs):
+        if epoch == 2:
+            assert any(layer.padded for layer in sparse_of(model))
+            model.save(tmp_path / "padded.keras")
+            saved["predictions"] = model.predict(x, verbose=0)
+            saved["twin"] = dense_twin_predict(model, x)
+            saved["units"] = [layer.units for layer in sparse_of(model)]
+            saved["slots"] = {
+                layer.name: [
+                    s.numpy()[: layer.nnz] for s in slot_variables(model.optimizer, layer.values)
+                ]
+                for layer in sparse_of(model)
+            }
+
+    model.fit(
+        x,
+        y,
+        epochs=5,
+        batch_size=16,
+        verbose=0,
+        callbacks=[
+            NeuronPruning(alpha=0.1, start=1, epochs=3, seed=0),
+            keras.callbacks.LambdaCallback(on_epoch_end=save),
+        ],
+    )
+    np.testing.assert_allclose(saved["predictions"], saved["twin"], rtol=1e-5, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Keras skipping the optimizer's variables
+        loaded = keras.models.load_model(tmp_path / "padded.keras")
+    assert [layer.units for layer in sparse_of(loaded)] == saved["units"]
+    assert not any(layer.padded for layer in sparse_of(loaded))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), saved["predictions"], atol=1e-6)
+    for layer in sparse_of(loaded):
+        check_indices(layer.indices.numpy(), (layer.input_dim, layer.units))
+        for slot, old in zip(
+            slot_variables(loaded.optimizer, layer.values), saved["slots"][layer.name], strict=True
+        ):
+            np.testing.assert_array_equal(slot.numpy(), old)
+    loaded.fit(x, y, epochs=1, verbose=0)
+
+
+def test_stopping_mid_schedule_leaves_exact_layers(rng, tmp_path):
+    x, y = data(rng)
+    model = compiled(mlp())
+
+    def stop(epoch, logs):
+        if epoch == 2:
+            model.stop_training = True
+
+    model.fit(
+        x,
+        y,
+        epochs=8,
+        batch_size=16,
+        verbose=0,
+        callbacks=[
+            NeuronPruning(alpha=0.1, start=1, epochs=5, seed=0),
+            keras.callbacks.LambdaCallback(on_epoch_end=stop),
+        ],
+    )
+    assert [layer.units for layer in sparse_of(model)] == [final_width(40, 0.1, 2)] * 2 + [3]
+    assert not any(layer.padded or layer.pad_ready for layer in sparse_of(model))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_prune_called_directly_pads_then_compacts(rng, tmp_path):
     x, y = data(rng)
     model = compiled(mlp())
     model.fit(x, y, epochs=1, verbose=0)
@@ -457,9 +631,15 @@ def test_prune_called_directly_keeps_buckets(rng):
     pruning.set_model(model)
     pruning.on_train_begin()
     pruning.prune()
-    assert all(layer.bucket_shapes for layer in sparse_of(model))
+    assert all(layer.padded and layer.pad_ready for layer in sparse_of(model))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
+    )
+    model.save(tmp_path / "padded.keras")
+    loaded = keras.models.load_model(tmp_path / "padded.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     pruning.prune(last=True)
-    assert not any(layer.bucket_shapes for layer in sparse_of(model))
+    assert not any(layer.padded or layer.pad_ready for layer in sparse_of(model))
     np.testing.assert_allclose(
         model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
     )

@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from keras_npset import NeuronPruning, SETEvolution, SparseDense  # noqa: E402
+from keras_npset import checkpoint as checkpoint_module  # noqa: E402
 from keras_npset.checkpoint import (  # noqa: E402
     TrainingStateCheckpoint,
     has_training_state,
@@ -99,7 +100,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_epoch):
     _assert_same(reference, restored, ref_callbacks[1].events, fresh[1].events)
     assert restored.get_layer("h1").units < 24  # pruning did happen
     # Only the last complete checkpoint is kept.
-    assert sorted(os.listdir(path)) == ["checkpoint.json", f"epoch-{EPOCHS:06d}.keras"]
+    assert sorted(os.listdir(path)) == ["checkpoint.json", f"epoch-{EPOCHS:06d}.npz"]
 
 
 def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
@@ -110,17 +111,17 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     state_file = tmp_path / "ckpt" / "checkpoint.json"
     before = state_file.read_text()
 
-    def broken_save(self, filepath, *args, **kwargs):
+    def broken_write(model, filepath):
         with open(filepath, "wb") as f:
             f.write(b"partial")
         raise Crash()
 
-    monkeypatch.setattr(keras.Model, "save", broken_save)
+    monkeypatch.setattr(checkpoint_module, "_write_model", broken_write)
     with pytest.raises(Crash):
         save_training_state(model, callbacks, path, 4)
     monkeypatch.undo()
     assert state_file.read_text() == before
-    assert sorted(os.listdir(path)) == ["checkpoint.json", "epoch-000003.keras"]
+    assert sorted(os.listdir(path)) == ["checkpoint.json", "epoch-000003.npz"]
     restored, epoch = restore_training_state(path, _callbacks())
     assert epoch == 3
     np.testing.assert_allclose(

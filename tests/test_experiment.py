@@ -349,3 +349,24 @@ def test_lung_discrete_full_schedule_reaches_table_3_widths(tmp_path):
     assert results["neurons"] == 457
     # Logged at each epoch's end: epoch 9 is the last unpruned one, epoch 10 the first event.
     assert results["history"]["neurons/hidden_1"][9:13] == [300, 288, 277, 266]
+
+
+@pytest.mark.parametrize("loss", ["mse", "categorical_crossentropy"])
+def test_test_set_metrics_equal_keras_evaluate(loss, rng):
+    """The per-epoch test-set figures are those Keras's `evaluate` gives."""
+    model = models.build_model("set", 20, 4, [16, 16], epsilon=3, seed=0, loss=loss)
+    model.compile(
+        keras.optimizers.SGD(0.05),
+        loss=loss,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    x = rng.standard_normal((70, 20)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 4, 70), 4)
+    metrics = experiment.TestSetMetrics(x, y, loss)
+    history = model.fit(
+        x, y, epochs=2, batch_size=8, verbose=0, validation_data=(x, y), callbacks=[metrics]
+    )
+    # The callback overwrote Keras's own validation figures with its own.
+    keras_loss, keras_accuracy = model.evaluate(x, y, batch_size=256, verbose=0)
+    np.testing.assert_allclose(history.history["val_loss"][-1], keras_loss, rtol=1e-6)
+    assert history.history["val_accuracy"][-1] == keras_accuracy

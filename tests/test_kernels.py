@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_npset import NeuronPruning, SETEvolution, SparseDense, kernels
+from keras_npset import SETEvolution, SparseDense, kernels
 from keras_npset.topology import erdos_renyi_indices
 
 PATHS = ("gather", "csr", "sparse_dense_matmul", "auto")
@@ -159,77 +159,41 @@ def test_set_step_does_not_retrace(impl, jit):
     assert model.train_function is train_fn
 
 
-# ---------------------------------------------------------------- shape buckets
+# ---------------------------------------------------------------- padding
 
 
-def test_bucket_sizes_cover_and_bound_the_padding():
-    bucket_size = kernels.bucket_size
-    for n in [0, 1, 8, 9, 100, 1000, 6553, 294_235, 12_000_000]:
-        b8, b1 = bucket_size(n, 8), bucket_size(n, 1)
-        assert b8 >= n and b1 >= n
-        assert b8 <= max(8, n * 2 ** (1 / 8) + 1)
-        assert b1 <= max(8, 2 * n)
-    # Pruning 7000 -> 1320 in 41 steps of 4% meets few distinct buckets.
-    widths, n = set(), 7000
-    for _ in range(41):
-        n -= int(0.04 * n)
-        widths.add(bucket_size(n, 1))
-    assert len(widths) <= 3
+@pytest.mark.parametrize("impl", PATHS)
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("batch", [3, 20])
+def test_padded_kernel_matches_dense_reference(impl, graph, batch):
+    """Padding (index -1, value 0) after the live entries is ignored, its gradient is zero."""
+    n_in, n_out, cap_in, cap_out = 23, 17, 29, 21
+    indices, values, x, dy, dense = _problem(n_in, n_out, batch, 2, seed=batch)
+    n, cap = len(indices), len(indices) + 13
+    pad_idx = np.full((cap, 2), -1, np.int32)
+    pad_idx[:n] = indices
+    pad_val = np.zeros(cap, np.float32)
+    pad_val[:n] = values
+    # Padded inputs and output gradients are random too: nothing may read them.
+    rng = np.random.default_rng(batch + 100)
+    x_pad = np.concatenate([x, rng.standard_normal((batch, cap_in - n_in))], 1).astype("float32")
+    dy_pad = np.concatenate([dy, rng.standard_normal((batch, cap_out - n_out))], 1)
+    dy_pad = dy_pad.astype("float32")
 
-
-@pytest.mark.parametrize("impl", ["gather", "auto", "csr"])
-def test_bucketed_path_is_exact(impl):
-    rng = np.random.default_rng(7)
-    layer = SparseDense(37, epsilon=3, kernel_impl=impl, seed=1)
-    x = tf.constant(rng.standard_normal((5, 53)).astype("float32"))
-    layer(x)
-    results = []
-    for bucket_shapes in (False, True):
-        layer.bucket_shapes = bucket_shapes
+    def step(x, values):
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y**2)
-        results.append([y, *tape.gradient(loss, [x, layer.values])])
-    for plain, padded in zip(*results, strict=True):
-        if impl == "csr":
-            # TF's multi-threaded CSR kernel is not bitwise deterministic between calls.
-            np.testing.assert_allclose(plain.numpy(), padded.numpy(), rtol=1e-6, atol=1e-6)
-        else:
-            np.testing.assert_array_equal(plain.numpy(), padded.numpy())
+            tape.watch([x, values])
+            y = kernels.sparse_matmul(
+                impl, x, tf.constant(pad_idx), values, cap_in, cap_out, padded=True
+            )
+        return (y, *tape.gradient(y, [x, values], output_gradients=tf.constant(dy_pad)))
 
-
-def test_pruning_events_reuse_compiled_programs():
-    """After the first resize, consecutive pruning events mostly hit cached shapes."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((64,)),
-            SparseDense(60, activation="relu", kernel_impl="gather", seed=0),
-            SparseDense(60, activation="relu", kernel_impl="gather", seed=1),
-            SparseDense(3, kernel_impl="gather", seed=2),
-        ]
-    )
-    model.compile(keras.optimizers.SGD(0.01), "mse")
-    x = np.random.default_rng(0).standard_normal((8, 64)).astype("float32")
-    y = np.zeros((8, 3), "float32")
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    count = kernels._gather_forward.experimental_get_tracing_count
-    before, at = count(), {}
-    # Counted before the last event (epoch 10), which returns to exact shapes.
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: at.setdefault(epoch, count())
-    )
-    model.fit(
-        x,
-        y,
-        epochs=12,
-        batch_size=8,
-        verbose=0,
-        callbacks=[NeuronPruning(alpha=0.04, start=0, epochs=10, seed=0), record],
-    )
-    traces = at[9] - before
-    # 10 events x 3 layers would be 30 new programs without buckets.
-    assert traces <= 12, traces
-    # The last event compiles each layer once more, at its exact shape.
-    assert count() - at[9] <= 3
+    fn = tf.function(step) if graph else step
+    y, dx, dv = (t.numpy() for t in fn(tf.constant(x_pad), tf.constant(pad_val)))
+    np.testing.assert_allclose(y[:, :n_out], x @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y[:, n_out:], 0)
+    np.testing.assert_allclose(dx[:, :n_in], dy @ dense.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(dx[:, n_in:], 0)
+    expected_dv = (x[:, indices[:, 0]] * dy[:, indices[:, 1]]).sum(0)
+    np.testing.assert_allclose(dv[:n], expected_dv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(dv[n:], 0)

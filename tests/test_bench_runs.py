@@ -1,0 +1,52 @@
+"""benchmarks/bench_runs.py on a tiny stand-in dataset: whole train.py runs, SET and NPSET."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from benchmarks import bench_runs as br
+
+
+def _write_mat(path, samples=60, features=30, classes=3):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((samples, features))
+    y = np.arange(samples) % classes + 1
+    scipy.io.savemat(path, {"X": x, "Y": y[:, None]})
+
+
+def test_main_times_whole_runs(tmp_path, capsys):
+    data = tmp_path / "lung_discrete.mat"
+    _write_mat(data)
+    out = tmp_path / "runs.json"
+    overrides = ["model.hidden=[16,16]", "model.alpha=0.25", "model.start=1"]
+    overrides += ["model.prune_epochs=1"]
+    argv = [str(data), "--epochs", "4", "--output", str(out)]
+    for item in overrides:
+        argv += ["--set", item]
+    assert br.main(argv) == 0
+    payload = json.loads(out.read_text())
+    rows = {row["method"]: row for row in payload["rows"]}
+    assert set(rows) == {"set", "npset"}
+    for row in rows.values():
+        assert len(row["epoch_s"]) == 4 and all(s > 0 for s in row["epoch_s"])
+        assert row["run_s"] > sum(row["epoch_s"])
+        # A normal run says nothing on stderr: no retracing warning, no TF chatter.
+        assert row["retracing_warnings"] == 0 and row["stderr"] == "", row["stderr"]
+    assert rows["set"]["events"] == [] and rows["set"]["hidden_units"] == [16, 16]
+    assert rows["npset"]["events"] == [1, 2]
+    assert rows["npset"]["hidden_units"] == [9, 9]  # 16 -> 12 -> 9
+    (summary,) = payload["summary"]
+    assert summary["npset_over_set"] == pytest.approx(rows["npset"]["run_s"] / rows["set"]["run_s"])
+    assert summary["npset_event_epoch_s"] == pytest.approx(
+        np.median([rows["npset"]["epoch_s"][e] for e in (1, 2)])
+    )
+    assert "| lung_discrete |" in capsys.readouterr().out
+
+
+def test_datasets_need_a_config(tmp_path):
+    data = tmp_path / "not_a_paper_dataset.mat"
+    _write_mat(data)
+    with pytest.raises(ValueError, match="configs/not_a_paper_dataset.toml"):
+        br.main([str(data)])
