@@ -291,7 +291,6 @@ def measure_shrink(args, results, log):
     before = {"input_dim": layer.input_dim, "nnz": layer.nnz}
     keep = np.sort(features.rank(features._row_scores(layer, "strength"))[:k])
     features.remove_inputs(selection, layer, keep, pruned.optimizer)
-    layer.bucket_shapes = False
     surgery.refresh_model(pruned)
     after = {"input_dim": layer.input_dim, "nnz": layer.nnz}
     x, n_classes = dataset.x_test, dataset.n_classes

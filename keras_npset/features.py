@@ -32,7 +32,7 @@ from keras_npset.callbacks import _TopologyCallback
 from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import read, set_value
 from keras_npset.schedules import PruningSchedule
-from keras_npset.topology import keep_units
+from keras_npset.topology import keep_units, take_with_source
 from keras_npset.validation import check_int
 
 IMPORTANCE_CRITERIA = ("strength", "degree")
@@ -138,10 +138,10 @@ def _check_choice(name, value, options):
 
 
 def _row_scores(layer: SparseDense, criterion: str) -> np.ndarray:
-    rows = read(layer.indices)[:, 0].astype(np.int64)
+    rows = layer.live_indices()[:, 0].astype(np.int64)
     if criterion == "degree":
         return np.bincount(rows, minlength=layer.input_dim).astype(np.float64)
-    magnitudes = np.abs(read(layer.values).astype(np.float64))
+    magnitudes = np.abs(layer.live_values().astype(np.float64))
     return np.bincount(rows, weights=magnitudes, minlength=layer.input_dim)
 
 
@@ -271,8 +271,20 @@ def remove_inputs(
     """
     keep = np.asarray(keep, np.int64)
     set_value(selection.kept, selection.kept_indices()[keep].astype(np.int32), strategy)
-    rewiring = keep_units(read(layer.indices), (layer.input_dim, layer.units), keep, axis=0)
-    surgery.rewire_layer(layer, rewiring, optimizer=optimizer, strategy=strategy)
+    rewiring = keep_units(layer.live_indices(), (layer.input_dim, layer.units), keep, axis=0)
+    values = take_with_source(layer.live_values(), rewiring.source, 0.0)
+    # The input width changes, so the storage is re-created: at the exact connections,
+    # unless neuron pruning keeps the layer padded (then its capacities stay).
+    connections = layer.capacity[0] if layer.pad_ready else len(rewiring.indices)
+    layer.set_kernel(
+        rewiring.indices,
+        values,
+        rewiring.source,
+        rewiring.shape,
+        capacity=(connections, int(keep.size), layer.capacity[2]),
+        optimizer=optimizer,
+        strategy=strategy,
+    )
     surgery._set_input_width(layer, int(keep.size))
 
 
@@ -370,10 +382,7 @@ class InputPruning(_TopologyCallback):
             remove_inputs(
                 selection, layer, keep, self.model.optimizer, self.model.distribute_strategy
             )
-        unbucket = last and layer.bucket_shapes
-        if unbucket:
-            layer.bucket_shapes = False
-        if n_remove or unbucket:
+        if n_remove:
             surgery.refresh_model(self.model)
         return n_remove
 
