@@ -1,6 +1,5 @@
 """Every kernel path against a dense NumPy reference, and recompilation."""
 
-
 import keras
 import numpy as np
 import pytest
