@@ -432,12 +432,13 @@ def select_neurons(
     out_degree: np.ndarray,
     n_remove: int,
     rng: np.random.Generator,
-    criterion: str = "total",
+    criterion: str = "out",
 ) -> np.ndarray:
     """Sorted indices of the neurons to *keep* after removing `n_remove`.
 
     The removed neurons are those with the fewest connections under
-    `criterion` ("total" = in + out degree, "out", or "in"); ties are broken
+    `criterion` ("out" = out-degree, the paper's, "total" = in + out degree, or
+    "in"); ties are broken
     by a random permutation drawn from `rng`, so they are reproducible.
     """
     if criterion not in CRITERIA:

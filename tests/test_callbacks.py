@@ -281,7 +281,9 @@ def test_pruning_equals_zeroing_outgoing_weights(rng):
     model.fit(x, y, epochs=1, verbose=0)
     h1, h2 = model.get_layer("h1"), model.get_layer("h2")
     # Reference: the unpruned model with the removed neurons' outgoing weights zeroed.
-    callback = NeuronPruning(alpha=0.25, start=0, epochs=0, layers=["h1"], seed=0)
+    callback = NeuronPruning(
+        alpha=0.25, start=0, epochs=0, layers=["h1"], criterion="total", seed=0
+    )
     callback.set_model(model)
     callback.on_train_begin()
     in_deg = np.bincount(h1.live_indices()[:, 1], minlength=h1.units)
@@ -342,6 +344,11 @@ def test_pruned_predictions_match_unpruned_with_zeroed_rows(rng):
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_default_criterion_is_the_papers_outgoing_connections():
+    assert NeuronPruning().criterion == "out"
+    assert NeuronPruning().get_config()["criterion"] == "out"
 
 
 @pytest.mark.parametrize("criterion", ["total", "out", "in"])
