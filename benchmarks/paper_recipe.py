@@ -166,15 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=RESULTS, help="results path without extension")
     args = p.parse_args(argv)
     paper = rp.read_paper_tables()
-    datasets = args.datasets or [
-        n for n in paper if os.path.exists(os.path.join(args.data_dir, f"{n}.mat"))
-    ]
-    unknown = [n for n in datasets if n not in paper]
-    if unknown or not datasets:
-        print(
-            f"error: datasets must be among {', '.join(paper)}. Received: {unknown}",
-            file=sys.stderr,
-        )
+    datasets = rp.select_datasets(paper, args.data_dir, args.datasets)
+    if datasets is None:
         return 2
     try:
         runs = plan(datasets, args.data_dir, args.runs_dir, args.seeds, tuple(args.studies))

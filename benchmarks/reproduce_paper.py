@@ -288,6 +288,24 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
+def select_datasets(
+    paper: dict[str, dict[str, str]], data_dir: str, requested: list[str] | None
+) -> list[str] | None:
+    """`requested`, or every paper dataset with a `<name>.mat` in `data_dir`.
+
+    Prints a one-line error and returns None if a name is not a paper dataset or none is left.
+    """
+    datasets = requested or [n for n in paper if os.path.exists(os.path.join(data_dir, f"{n}.mat"))]
+    unknown = [n for n in datasets if n not in paper]
+    if unknown or not datasets:
+        print(
+            f"error: datasets must be among {', '.join(paper)}. Received: datasets={unknown}",
+            file=sys.stderr,
+        )
+        return None
+    return datasets
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", help="folder with scikit-feature <name>.mat (required to train)")
@@ -346,15 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_dir:
         print("error: --data-dir is required unless --collect is given", file=sys.stderr)
         return 2
-    datasets = args.datasets or [
-        n for n in paper if os.path.exists(os.path.join(args.data_dir, f"{n}.mat"))
-    ]
-    unknown = [n for n in datasets if n not in paper]
-    if unknown or not datasets:
-        print(
-            f"error: datasets must be among {', '.join(paper)}. Received: datasets={unknown}",
-            file=sys.stderr,
-        )
+    datasets = select_datasets(paper, args.data_dir, args.datasets)
+    if datasets is None:
         return 2
     plan, notes = [], []
     for name in datasets:
