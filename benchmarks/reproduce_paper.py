@@ -306,6 +306,22 @@ def select_datasets(
     return datasets
 
 
+def plan_order(
+    args: argparse.Namespace, found: list[tuple[str, str]]
+) -> list[tuple[int, str, str, str]]:
+    """(seed, dataset, path, method) in the order runs start.
+
+    Seed-major, so an interrupted grid has every dataset and method for the first seeds;
+    `dense` (the full FC-MLP, by far the largest runs) gets `--dense-seeds` and goes last.
+    """
+    dense_seeds = args.dense_seeds if args.dense_seeds is not None else args.seeds[:1]
+    sparse = [m for m in args.methods if m != "dense"]
+    order = [(s, n, p, m) for s in args.seeds for n, p in found for m in sparse]
+    if "dense" in args.methods:
+        order += [(s, n, p, "dense") for s in dense_seeds for n, p in found]
+    return order
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", help="folder with scikit-feature <name>.mat (required to train)")
@@ -316,8 +332,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only merge the JSON outputs of earlier invocations into one report (no training)",
     )
     p.add_argument("--datasets", nargs="+", help="default: every paper dataset found in DIR")
-    p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), choices=ALL_METHODS)
+    p.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument(
+        "--dense-seeds",
+        nargs="+",
+        type=int,
+        help="seeds for the 'dense' FC-MLP (the largest runs); default: the first of --seeds",
+    )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--out", required=True, help="Markdown report; JSON goes beside it")
     p.add_argument("--runs-dir", default="runs/reproduce", help="where run folders go")
@@ -368,30 +390,29 @@ def main(argv: list[str] | None = None) -> int:
     if datasets is None:
         return 2
     plan, notes = [], []
+    found = []
     for name in datasets:
         path = os.path.join(args.data_dir, f"{name}.mat")
-        if not os.path.exists(path):
+        if os.path.exists(path):
+            found.append((name, path))
+        else:
             notes.append(f"{name}: {path} not found, skipped.")
-            continue
-        for method in args.methods:
-            for seed in args.seeds:
-                run_dir = os.path.join(args.runs_dir, name, method, f"seed{seed}")
-                overrides = [
-                    f"data.path={json.dumps(path)}",
-                    f"model.method={method}",
-                    f"train.seed={seed}",
-                    f"train.epochs={args.epochs}",
-                    f"output.dir={json.dumps(run_dir)}",
-                    "train.verbose=0",
-                    *args.overrides,
-                ]
-                try:  # every config is checked before the first (long) run starts
-                    plan.append(
-                        load_config(os.path.join(ROOT, "configs", f"{name}.toml"), overrides)
-                    )
-                except ConfigError as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    return 2
+    for seed, name, path, method in plan_order(args, found):
+        run_dir = os.path.join(args.runs_dir, name, method, f"seed{seed}")
+        overrides = [
+            f"data.path={json.dumps(path)}",
+            f"model.method={method}",
+            f"train.seed={seed}",
+            f"train.epochs={args.epochs}",
+            f"output.dir={json.dumps(run_dir)}",
+            "train.verbose=0",
+            *args.overrides,
+        ]
+        try:  # every config is checked before the first (long) run starts
+            plan.append(load_config(os.path.join(ROOT, "configs", f"{name}.toml"), overrides))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     cfg = plan[-1] if plan else None
     if cfg is not None and cfg.model.start + cfg.model.prune_epochs >= args.epochs:
         notes.append(

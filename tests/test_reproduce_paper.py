@@ -113,6 +113,7 @@ def test_tiny_dense_run_and_resume(tmp_path, monkeypatch):
             "--datasets", "lung_discrete",
             "--methods", "dense",
             "--seeds", "0", "1",
+            "--dense-seeds", "0", "1",
             "--epochs", "1",
             "--out", str(out),
             "--runs-dir", str(tmp_path / "runs"),
@@ -186,3 +187,16 @@ def test_bad_workers_fails_before_any_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Received: workers=-1" in err and err.count("\n") == 1
     assert not (tmp_path / "r.md").exists()
+
+
+def test_plan_is_seed_major_with_dense_last_and_one_seed_by_default():
+    args = rp.parse_args(["--out", "r.md", "--methods", "set", "dense", "--seeds", "3", "4"])
+    found = [("a", "a.mat"), ("b", "b.mat")]
+    order = [(seed, name, method) for seed, name, _, method in rp.plan_order(args, found)]
+    assert order == [
+        (3, "a", "set"), (3, "b", "set"), (4, "a", "set"), (4, "b", "set"),
+        (3, "a", "dense"), (3, "b", "dense"),
+    ]  # fmt: skip
+    args = rp.parse_args(["--out", "r.md", "--dense-seeds", "0", "1"])
+    methods = [m for *_, m in rp.plan_order(args, found)]
+    assert methods.count("dense") == 4 and methods.count("direct_fc") == 6
