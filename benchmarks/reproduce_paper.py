@@ -446,13 +446,14 @@ def main(argv: list[str] | None = None) -> int:
         write([done[k] for k in sorted(done)])  # so a long reproduction can be read while it runs
 
     try:
-        grid = sweep.run_grid(
-            [sweep.Run(cfg) for cfg in plan],
-            workers=args.workers,
-            ray=args.ray,
-            move_aside=True,
-            on_result=ended,
-        )
+        with sweep.stop_on_sigterm():
+            grid = sweep.run_grid(
+                [sweep.Run(cfg) for cfg in plan],
+                workers=args.workers,
+                ray=args.ray,
+                move_aside=True,
+                on_result=ended,
+            )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

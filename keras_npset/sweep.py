@@ -37,6 +37,7 @@ Command line (`python -m keras_npset.sweep --help`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -45,6 +46,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -65,6 +67,7 @@ from keras_npset.config import (  # noqa: E402
 # Test hook: "<epoch>:<marker file>" makes the first worker that starts that epoch
 # (and creates the marker) exit at once, as a killed process would.
 CRASH_TEST_ENV = "KERAS_NPSET_SWEEP_CRASH_TEST"
+EXIT_ORPHANED = 75  # a worker whose parent died; its run resumes from its checkpoint
 WORKER_LOG = "worker.log"
 _THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
 
@@ -271,9 +274,29 @@ def _limit_threads(threads: int | None) -> None:
         pass
 
 
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """Ends this worker as soon as the process that started it is gone.
+
+    A grid stopped with Ctrl-C or SIGTERM stops its workers itself; one whose parent
+    was killed outright (SIGKILL, OOM) would leave them training on, holding their run
+    folders' locks, so that the same command could not continue the grid. The run
+    resumes from its checkpoint next time.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main() -> int:
     """Entry of a worker process: task JSON on stdin, one JSON message on fd argv[1]."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _exit_with_parent()
     reply_fd = int(sys.argv[1])
     task = json.load(sys.stdin)
     _limit_threads(task.get("threads"))
@@ -873,25 +896,23 @@ def main(argv: list[str] | None = None) -> int:
         partial = SweepReport([ended[k] for k in sorted(ended)])
         experiment.write_json(summary_path, {"args": vars(args), "runs": _summary(partial)})
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        report = run_grid(
-            runs,
-            workers=args.workers,
-            ray=args.ray,
-            cpus_per_run=args.cpus_per_run,
-            retries=args.retries,
-            move_aside=args.move_aside,
-            on_result=write,
-        )
+        with stop_on_sigterm():
+            report = run_grid(
+                runs,
+                workers=args.workers,
+                ray=args.ray,
+                cpus_per_run=args.cpus_per_run,
+                retries=args.retries,
+                move_aside=args.move_aside,
+                on_result=write,
+            )
     except ValueError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # while connecting to Ray, before any run started
         print("error: interrupted before any run started", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if report.interrupted:
         return 130
     failed = report.failures
@@ -900,6 +921,19 @@ def main(argv: list[str] | None = None) -> int:
         f"failed; summary in {summary_path}"
     )
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM (`kill PID`) stops a grid like Ctrl-C: workers stopped, results kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _raise_interrupt(signum, frame):

@@ -252,6 +252,38 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
         assert row[key] == expected[key], key
 
 
+def test_workers_exit_when_the_grid_process_is_killed(tmp_path):
+    # SIGKILL gives the parent no chance to stop its workers: they must notice on their own
+    # and release the run folder, so that the same command can continue the grid.
+    args = ["--methods", "set", "--runs-dir", str(tmp_path), "--workers", "1"]
+    for item in [*TINY, "train.epochs=400"]:
+        args += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_npset.sweep", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out = tmp_path / "default" / "set" / "seed0"
+    deadline = time.monotonic() + 180
+    while not (out / run_dir.CHECKPOINT_SUBDIR / "checkpoint.json").exists():
+        assert proc.poll() is None, "the grid ended before its run checkpointed"
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            os.close(run_dir.lock(str(out)))
+            break
+        except ValueError:
+            assert time.monotonic() < deadline, "the orphaned worker still holds the run"
+            time.sleep(0.2)
+    assert not (out / "results.json").exists()  # it stopped, it did not finish
+
+
 def test_ray_is_optional(tmp_path, monkeypatch, capsys):
     import ast
 
