@@ -512,6 +512,11 @@ class SparseDense(keras.layers.Layer):
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)
+        # The kernels' outputs (XLA function calls, CSR products, `tf.cond`)
+        # and the bias read have no static shape for Grappler, whose cost
+        # model then warns on every op that needs a rank (a softmax output:
+        # "PredictCost() ... unknown_rank"). An identity that states it.
+        outputs = tf.ensure_shape(outputs, (x.shape[0], units))
         if len(inputs.shape) != 2:
             outputs = tf.reshape(outputs, tf.concat([leading, [units]], axis=0))
         if self.activation is not None:

@@ -1,5 +1,9 @@
 """SparseDense against dense references, Keras citizenship, save/load and bad arguments."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -71,6 +75,44 @@ def test_higher_rank_inputs(rng):
     assert y.shape == (2, 3, 5)
     np.testing.assert_allclose(y, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
     assert layer.compute_output_shape((None, 3, 8)) == (None, 3, 5)
+
+
+@pytest.mark.parametrize("impl", ["auto", "gather", "csr", "sparse_dense_matmul"])
+@pytest.mark.parametrize("batch", [None, 4, 32])
+def test_traced_output_has_static_shape(impl, batch):
+    layer = SparseDense(7, epsilon=3, seed=0, kernel_impl=impl, activation="softmax")
+    layer.build((None, 5))
+    fn = tf.function(lambda x: layer(x)).get_concrete_function(tf.TensorSpec([batch, 5]))
+    assert fn.outputs[0].shape.as_list() == [batch, 7]
+    # What Grappler sees: the shape is stated by an op, not only in Python.
+    ops = {op.type for op in fn.graph.get_operations()}
+    assert "EnsureShape" in ops
+
+
+_FIT_SCRIPT = """
+import keras, numpy as np
+from keras_npset import SparseDense
+rng = np.random.default_rng(0)
+x = rng.standard_normal((256, 50)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 3, 256), 3)
+model = keras.Sequential([keras.Input((50,)), SparseDense(40, activation="relu", seed=0),
+                          SparseDense(3, activation="softmax", seed=1)])
+model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=(x, y))
+model.predict(x, batch_size=32, verbose=0)
+print("done")
+"""
+
+
+def test_fit_with_softmax_output_prints_no_cost_model_warnings():
+    """Grappler's cost model warned "PredictCost() ... unknown_rank" on the softmax."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIT_SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-3000:]
+    assert "PredictCost" not in proc.stderr, proc.stderr[-3000:]
+    assert "unknown_rank" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_density_overrides_epsilon():
