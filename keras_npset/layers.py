@@ -128,7 +128,11 @@ class SparseDense(keras.layers.Layer):
             reference; no XLA) or `"auto"` (`"gather"` in a model compiled
             with XLA; otherwise `"gather"` below a batch of
             `kernels.AUTO_CSR_MIN_BATCH` and `"csr"` from there, chosen at
-            run time). Defaults to `"auto"`.
+            run time). Defaults to `"auto"`. Outside training (`predict`,
+            `evaluate`, a call without `training=True`) every choice gives
+            bitwise the same outputs for the same inputs; in training the
+            CSR forward's float32 sums vary in their last bits (about 1e-7)
+            from step to step (`kernels`, "Determinism").
         seed: Integer seed for the topology and the initial values. Defaults
             to `None` (drawn from NumPy's global generator, which
             `keras.utils.set_random_seed` seeds).
@@ -485,7 +489,7 @@ class SparseDense(keras.layers.Layer):
             self.indices.assign(indices[order])
             self.values.assign(self.values.numpy()[order])
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
         leading = tf.shape(inputs)[:-1]
         # Traced at the capacity: the functions stay valid while the live
@@ -509,6 +513,10 @@ class SparseDense(keras.layers.Layer):
             n_in,
             units,
             padded=self.pad_ready,
+            # Outside training (`predict`, `evaluate`, a plain call) the
+            # same inputs give bitwise the same outputs on every path
+            # (`kernels`, "Determinism"); training keeps its kernels.
+            deterministic=training is not True,
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)

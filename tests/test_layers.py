@@ -115,6 +115,25 @@ def test_fit_with_softmax_output_prints_no_cost_model_warnings():
     assert "unknown_rank" not in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.parametrize("impl", ["auto", "csr"])
+def test_repeated_predictions_are_bitwise_equal(rng, impl):
+    """Outside training the CSR path is deterministic too (batches of 16 and more)."""
+    model = keras.Sequential(
+        [
+            keras.Input((300,)),
+            SparseDense(400, activation="relu", seed=0, kernel_impl=impl),
+            SparseDense(300, activation="relu", seed=1, kernel_impl=impl),
+            SparseDense(5, activation="softmax", seed=2, kernel_impl=impl),
+        ]
+    )
+    x = rng.standard_normal((500, 300)).astype("float32")
+    for batch in (32, 64):
+        first = model.predict(x, batch_size=batch, verbose=0)
+        for _ in range(4):
+            np.testing.assert_array_equal(model.predict(x, batch_size=batch, verbose=0), first)
+        np.testing.assert_array_equal(model(x[:batch]).numpy(), first[:batch])
+
+
 def test_density_overrides_epsilon():
     layer = SparseDense(20, epsilon=1, density=0.5, seed=0)
     layer.build((None, 10))
