@@ -282,6 +282,18 @@ class SparseDense(keras.layers.Layer):
         """Current number of (live) connections."""
         return int(self._nnz)
 
+    def count_params(self) -> int:
+        """Parameters of the live layer: one value per connection, plus the biases.
+
+        What `model.summary()` shows as the layer's `Param #`. Keras's default
+        would count every scalar of every weight: also the int32 `indices`
+        (two per connection, the topology's storage, not parameters) and,
+        during neuron pruning inside `fit`, the padding.
+        """
+        if not self.built:
+            return super().count_params()  # Keras's "isn't built" error
+        return self.nnz + (self.units if self.use_bias else 0)
+
     # ------------------------------------------------------------ capacity
     # Neuron pruning shrinks a layer many times in a run. Re-creating its
     # variables each time would re-trace and re-compile every function of the

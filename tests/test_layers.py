@@ -68,6 +68,61 @@ def test_only_values_and_bias_are_trainable_and_no_dense_variable():
     assert layer.nnz == layer.values.shape[0] <= 2 * (50 + 40)
 
 
+def test_count_params_and_summary_count_live_values_and_biases():
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            SparseDense(10, density=0.5, seed=0, name="a"),
+            SparseDense(3, density=1.0, use_bias=False, seed=0, name="b"),
+        ]
+    )
+    # By hand: 0.5 * 8 * 10 = 40 connections and 10 biases; 10 * 3 = 30 connections.
+    assert model.get_layer("a").count_params() == 40 + 10
+    assert model.get_layer("b").count_params() == 30
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    text = "\n".join(lines)
+    rows = {
+        name: row
+        for row in text.splitlines()
+        for name in ("a", "b")
+        if f"{name} (SparseDense)" in row
+    }
+    assert rows["a"].split("│")[-2].strip() == "50"
+    assert rows["b"].split("│")[-2].strip() == "30"
+    assert "Trainable params: 80 " in text
+    # The int32 indices (two per connection) are storage; Keras's footer lists
+    # them as non-trainable weights (documented in the README).
+    assert "Non-trainable params: 140 " in text
+
+
+def test_count_params_is_live_while_pruning_pads_the_layer(rng):
+    from keras_npset import NeuronPruning
+
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            SparseDense(20, epsilon=3, activation="relu", seed=0, name="h"),
+            SparseDense(3, epsilon=3, seed=1, name="out"),
+        ]
+    )
+    model.compile("sgd", "mse")
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            for layer in (self.model.get_layer("h"), self.model.get_layer("out")):
+                seen.append((epoch, layer.padded, layer.count_params(), layer.nnz + layer.units))
+
+    x = rng.standard_normal((8, 12)).astype("float32")
+    y = rng.standard_normal((8, 3)).astype("float32")
+    pruning = NeuronPruning(alpha=0.25, start=1, epochs=1, seed=0)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[pruning, Probe()])
+    assert any(padded for epoch, padded, _, _ in seen if epoch == 1)  # the case under test
+    for _, _, counted, live in seen:
+        assert counted == live
+
+
 def test_higher_rank_inputs(rng):
     layer = SparseDense(5, epsilon=2, seed=1)
     x = rng.standard_normal((2, 3, 8)).astype("float32")
