@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -383,7 +384,9 @@ class NeuronPruning(_TopologyCallback):
             paper). Defaults to `40`.
         layers: Names of the hidden SparseDense layers to prune (e.g. only
             the first one, the paper's "1st NPSET"). Defaults to `None`
-            (every hidden SparseDense layer).
+            (every hidden SparseDense layer; a SparseDense layer that feeds
+            any other kind of layer, such as a plain `Dense`, is left
+            unpruned with a warning that names it and why).
         criterion: Which connections count: `"out"` (connections to the
             next layer), `"total"` (in + out degree) or `"in"` (from the
             previous one). Defaults to `"out"`: the paper removes "the hidden
@@ -520,6 +523,16 @@ class NeuronPruning(_TopologyCallback):
             names = self.layers
         else:
             names = [name for name, link in all_links.items() if link.next is not None]
+            if self.alpha > 0:
+                for name, link in all_links.items():
+                    if link.next is None and link.blocker != graph.OUTPUT_LAYER:
+                        warnings.warn(
+                            f"NeuronPruning does not prune SparseDense layer {name!r}: "
+                            f"{link.blocker}. Name the layers to prune with `layers=` to "
+                            "silence this warning.",
+                            UserWarning,
+                            stacklevel=1,
+                        )
         return names
 
     def prune(self, last: bool = False) -> dict[str, int]:

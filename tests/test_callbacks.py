@@ -857,7 +857,35 @@ def test_dense_layer_after_sparse_blocks_pruning(rng):
     x, y = data(rng)
     with pytest.raises(ValueError, match=r"Cannot prune layer 'h1'.*'d' \(Dense\)"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["h1"])])
-    # Without explicit layers, nothing is prunable but SET still works.
+    # Without explicit layers, nothing is prunable but SET still works; the
+    # skipped layer is named, with the reason, once (not for the output layer).
     callback = NeuronPruning(alpha=0.5, start=0, epochs=0)
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback, SETEvolution()])
+    with pytest.warns(UserWarning, match=r"does not prune SparseDense layer 'h1'.*'d' \(Dense\)"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callback, SETEvolution()])
     assert model.get_layer("h1").units == 20
+
+
+def test_skipped_layer_warning_once_per_layer_and_never_for_output_layers(rng):
+    inputs = keras.Input((30,))
+    h = SparseDense(20, activation="relu", seed=0, name="h1")(inputs)
+    h = SparseDense(16, activation="relu", seed=1, name="h2")(h)
+    a = keras.layers.Dense(8, name="a")(h)
+    b = keras.layers.Dense(8, name="b")(h)
+    h = SparseDense(8, activation="relu", seed=2, name="h3")(keras.layers.Add()([a, b]))
+    outputs = SparseDense(3, activation="softmax", seed=3, name="out")(h)
+    model = compiled(keras.Model(inputs, outputs))
+    x, y = data(rng)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x, y, epochs=3, verbose=0, callbacks=[NeuronPruning(alpha=0.25, start=0, epochs=2)]
+        )
+    messages = [str(w.message) for w in caught if "does not prune" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "'h2'" in messages[0] and "several layers" in messages[0]
+    assert model.get_layer("h1").units < 20  # pruned, silently
+    # Naming the layers is the explicit choice: no warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["h1"], start=0)])
+    assert not [w for w in caught if "does not prune" in str(w.message)]
