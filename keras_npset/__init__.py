@@ -7,6 +7,8 @@
   physically narrowing hidden layers during `fit`.
 - `SETSquaredError`: the original SET code's training signal as a Keras loss.
 - `TopologyLogger`: degree histograms for TensorBoard.
+- `TensorBoard`: Keras's TensorBoard callback with weight histograms of the live
+  sparse values (no int32 indices) and a nameable validation run.
 - `load_model`: `keras.saving.load_model` with the package's classes registered.
 - `feature_importance` / `feature_ranking`: input features ranked by the
   strength of their connections; `InputPruning` + `FeatureSelection` prune
@@ -14,7 +16,7 @@
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
 """
 
-from keras_npset.callbacks import NeuronPruning, SETEvolution, TopologyLogger
+from keras_npset.callbacks import NeuronPruning, SETEvolution, TensorBoard, TopologyLogger
 from keras_npset.export import to_dense_model
 from keras_npset.features import (
     FeatureSelection,
@@ -38,6 +40,7 @@ __all__ = [
     "SETEvolution",
     "SETSquaredError",
     "SparseDense",
+    "TensorBoard",
     "TopologyLogger",
     "feature_importance",
     "feature_ranking",

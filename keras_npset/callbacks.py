@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_npset import graph, surgery
+from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import (
@@ -383,7 +385,9 @@ class NeuronPruning(_TopologyCallback):
             paper). Defaults to `40`.
         layers: Names of the hidden SparseDense layers to prune (e.g. only
             the first one, the paper's "1st NPSET"). Defaults to `None`
-            (every hidden SparseDense layer).
+            (every hidden SparseDense layer; a SparseDense layer that feeds
+            any other kind of layer, such as a plain `Dense`, is left
+            unpruned with a warning that names it and why).
         criterion: Which connections count: `"out"` (connections to the
             next layer), `"total"` (in + out degree) or `"in"` (from the
             previous one). Defaults to `"out"`: the paper removes "the hidden
@@ -520,6 +524,16 @@ class NeuronPruning(_TopologyCallback):
             names = self.layers
         else:
             names = [name for name, link in all_links.items() if link.next is not None]
+            if self.alpha > 0:
+                for name, link in all_links.items():
+                    if link.next is None and link.blocker != graph.OUTPUT_LAYER:
+                        warnings.warn(
+                            f"NeuronPruning does not prune SparseDense layer {name!r}: "
+                            f"{link.blocker}. Name the layers to prune with `layers=` to "
+                            "silence this warning.",
+                            UserWarning,
+                            stacklevel=1,
+                        )
         return names
 
     def prune(self, last: bool = False) -> dict[str, int]:
@@ -588,9 +602,10 @@ class TopologyLogger(keras.callbacks.Callback):
     of its neurons (`degree/<layer>/in`, connections from the previous
     layer) and, for hidden layers, their out-degree (`degree/<layer>/out`).
     They show SET's topology evolving from the initial Erdos-Renyi graph
-    towards a scale-free one. The scalar counts reach TensorBoard through
-    the logs (see `SETEvolution`); this callback adds them to its own run
-    too, so it works on its own.
+    towards a scale-free one. Histograms only: the scalar counts
+    (`neurons/...`, `params/...`) are in the epoch logs (see the module
+    docstring), which a `TensorBoard` callback writes once, as
+    `epoch_neurons/...` in its `train` run.
 
     Args:
         log_dir: Directory of the TensorBoard run; histograms go to the
@@ -624,8 +639,6 @@ class TopologyLogger(keras.callbacks.Callback):
                 tf.summary.histogram(f"degree/{layer.name}/in", in_deg)
                 if link.next is not None:
                     tf.summary.histogram(f"degree/{layer.name}/out", out_deg)
-            for key, value in graph.topology_stats(self.model).items():
-                tf.summary.scalar(key, value)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -635,3 +648,73 @@ class TopologyLogger(keras.callbacks.Callback):
 
     def get_config(self):
         return {"log_dir": self.log_dir, "histogram_freq": self.histogram_freq}
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` for models with SparseDense layers.
+
+    The same callback, with two differences:
+
+    - Weight histograms (`histogram_freq`) show each SparseDense layer's
+      live `values` and `bias` only: not the int32 `indices`, whose
+      histogram says nothing about training, nor the zero padding that
+      neuron pruning keeps within `fit`. Other layers' weights are logged
+      as Keras does.
+    - `validation_name` names the run that receives the `val_` metrics
+      (Keras's `validation`): the experiment app reports its test split
+      there, as `test`.
+
+    The topology scalars reach it through the logs (`epoch_neurons/...`,
+    `epoch_params/...` in the `train` run); add `TopologyLogger` for the
+    degree histograms.
+
+    Args:
+        log_dir: Directory of the TensorBoard runs. Defaults to `"logs"`.
+        validation_name: Name of the run (subdirectory) of the `val_`
+            metrics. Defaults to `"validation"`, as Keras.
+        **kwargs: `keras.callbacks.TensorBoard` arguments.
+    """
+
+    def __init__(self, log_dir="logs", validation_name="validation", **kwargs):
+        super().__init__(log_dir=log_dir, **kwargs)
+        ok = isinstance(validation_name, str) and validation_name
+        ok = ok and validation_name == os.path.basename(validation_name)
+        if not ok or validation_name in (".", "..", "train"):
+            raise ValueError(
+                "Expected `validation_name` to be a folder name other than 'train'. "
+                f"Received: validation_name={validation_name!r}"
+            )
+        self.validation_name = validation_name
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Keras 3 names the validation run's folder here (`_val_dir`) and
+        # opens its writer lazily from it.
+        self._val_dir = os.path.join(self._log_write_dir, self.validation_name)
+
+    def _log_weights(self, epoch):
+        # Keras's `histogram_freq` hook, with SparseDense weights at their live size.
+        with self._train_writer.as_default():
+            for layer in self.model.layers:
+                for weight in layer.weights:
+                    value = _histogram_value(layer, weight)
+                    if value is None:
+                        continue
+                    name = weight.path.replace(":", "_")
+                    self.summary.histogram(f"{name}/histogram", value, step=epoch)
+                    if self.write_images:
+                        self._log_weight_as_image(value, f"{name}/image", epoch)
+            self._train_writer.flush()
+
+
+def _histogram_value(layer, weight):
+    """What to log for `weight` of `layer`: its live part, or None for index storage."""
+    if not isinstance(layer, SparseDense):
+        return weight
+    if weight is layer.indices:
+        return None
+    if weight is layer.values:
+        return layer.live_values()
+    if layer.bias is not None and weight is layer.bias:
+        return layer.live_bias()
+    return weight

@@ -6,9 +6,10 @@ and a per-step weight decay not scaled by the learning rate), and writes into
 `cfg.output.dir`:
 
 - `config.json`: the resolved config, library versions and seed (written first);
-- `tensorboard/`: train/validation loss and accuracy (validation = the test split,
-  as the paper reports test accuracy per epoch) plus the neurons/params/density
-  values the topology callbacks put into the logs;
+- `tensorboard/`: runs `train` (loss, accuracy and the neurons/params/density
+  values the topology callbacks put into the logs), `test` (loss and accuracy on
+  the test split, as the paper reports test accuracy per epoch) and `topology`
+  (degree histograms every `models.TOPOLOGY_HISTOGRAM_FREQ` epochs);
 - `results.json`: accuracies (percent), final widths, parameter and neuron counts
   as Table 3 (no biases; neurons = input + hidden), epoch times, per-epoch history;
 - `model.keras`: the final model;
@@ -440,7 +441,10 @@ def run(
     if resume:
         callbacks.append(checkpoint.TrainingStateCheckpoint(ckpt_dir, stateful))
     if tb_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0))
+        from keras_npset.callbacks import TensorBoard
+
+        # The test split's figures go to a `test` run (the logs call them `val_`).
+        callbacks.append(TensorBoard(log_dir=tb_dir, profile_batch=0, validation_name="test"))
 
     if initial_epoch < cfg.train.epochs:  # else killed after the last checkpoint
         batches, steps = data_order.epoch_batches(

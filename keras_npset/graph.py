@@ -31,6 +31,8 @@ PASSTHROUGH = (
 )
 # Layers with one weight per unit along the last axis, shrunk with the units.
 PER_UNIT = (keras.layers.BatchNormalization, keras.layers.LayerNormalization, keras.layers.PReLU)
+# `Link.blocker` of a layer that feeds no layer at all: an output layer.
+OUTPUT_LAYER = "it does not feed another SparseDense layer (it is an output layer)"
 
 
 def sparse_layers(model) -> list[SparseDense]:
@@ -108,7 +110,7 @@ def links(model) -> list[Link]:
                 )
                 break
         if nxt is None and blocker is None:
-            blocker = "it does not feed another SparseDense layer (it is an output layer)"
+            blocker = OUTPUT_LAYER
         result.append(Link(layer, nxt if blocker is None else None, between, blocker))
     return result
 

@@ -18,6 +18,7 @@ the compute dtype.
   multiplied by TensorFlow's multi-threaded `SparseMatrixMatMul`, forward and
   for the input gradient; the gradient of the values is the XLA gather
   product of the `"gather"` path. Fastest from a batch of about 16. No XLA.
+  Its training forward is not bitwise deterministic (see "Determinism").
 - `"auto"`: inside an XLA-compiled function (a model compiled with
   `jit_compile=True`), `"gather"`; otherwise `"gather"` below
   `AUTO_CSR_MIN_BATCH` rows and `"csr"` from there, chosen while tracing
@@ -25,6 +26,20 @@ the compute dtype.
   every batch is full) and at run time otherwise (a Keras `fit` on arrays
   traces with an unknown batch size). The threshold is the crossover
   measured by `benchmarks/bench_step.py` on a 2-core CPU.
+
+Determinism. `SparseMatrixMatMul` with `transpose_a=True` (the CSR
+training forward, `x @ K = (K^T x^T)^T` on the row-major `K`) gives each
+worker thread its own output buffer and sums the buffers at the end; which
+rows of `K` a thread handles depends on scheduling, so the order of the
+float32 additions, and the last bits of the result, vary from call to call
+(about 1e-7 relative). Without `transpose_a` each output row is one thread's
+sum, always in the same order. `deterministic=True` (the layer passes it
+outside training: `predict`, `evaluate`, a plain call) therefore first
+transposes the CSR matrix (`SparseMatrixTranspose`, a counting sort, linear
+in nnz) and multiplies untransposed: bitwise-repeatable, and about as fast on the
+2-core CPU. Training keeps the transposed product, so training numerics are
+those the experiments were run with. The gather and reference paths are
+deterministic either way.
 
 Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
 retraces or recompiles any of these. Neuron pruning changes them; it keeps a
@@ -166,16 +181,29 @@ def _column_tiles(indices, values, n_in, n_out):
     return tiles
 
 
-def _csr_forward(x, indices, values, n_in, n_out, padded=False):
-    # x @ K = (K^T x^T)^T, in one call per tile.
+def _csr_forward(x, indices, values, n_in, n_out, padded=False, deterministic=False):
+    # x @ K = (K^T x^T)^T, in one call per tile; with `deterministic`, K^T
+    # as a CSR matrix of its own (see "Determinism").
     indices, values = _live_prefix(indices, values, padded)
     x32 = tf.cast(x, tf.float32)
-    ys = [
-        tf.raw_ops.SparseMatrixMatMul(
-            a=csr, b=x32, transpose_a=True, transpose_b=True, transpose_output=True
-        )
-        for csr, _, _ in _column_tiles(indices, values, n_in, n_out)
-    ]
+    tiles = _column_tiles(indices, values, n_in, n_out)
+    if deterministic:
+        ys = [
+            tf.raw_ops.SparseMatrixMatMul(
+                a=tf.raw_ops.SparseMatrixTranspose(input=csr, type=tf.float32),
+                b=x32,
+                transpose_b=True,
+                transpose_output=True,
+            )
+            for csr, _, _ in tiles
+        ]
+    else:
+        ys = [
+            tf.raw_ops.SparseMatrixMatMul(
+                a=csr, b=x32, transpose_a=True, transpose_b=True, transpose_output=True
+            )
+            for csr, _, _ in tiles
+        ]
     return tf.cast(ys[0] if len(ys) == 1 else tf.concat(ys, axis=1), x.dtype)
 
 
@@ -198,12 +226,15 @@ def _csr_backward(x, indices, values, dy, n_in, n_out, padded=False):
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
 
-def gather_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
+def gather_matmul(
+    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+):
     """`x @ K` as gather, scale and segment-sum, compiled with XLA.
 
     The forward and backward passes are each an XLA-compiled function, so the
     path is compiled whether or not the model is (Keras's
-    `jit_compile="auto"` leaves XLA off on CPU-only machines).
+    `jit_compile="auto"` leaves XLA off on CPU-only machines). Deterministic
+    whatever `deterministic` says.
     """
 
     @tf.custom_gradient
@@ -216,7 +247,9 @@ def gather_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = Fals
     return _product(x, values)
 
 
-def csr_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
+def csr_matmul(
+    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+):
     """`x @ K` with TensorFlow's CSR sparse-matrix kernels (see module docstring)."""
 
     @tf.custom_gradient
@@ -224,7 +257,7 @@ def csr_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
         def grad(dy):
             return _csr_backward(x, indices, values, dy, n_in, n_out, padded)
 
-        return _csr_forward(x, indices, values, n_in, n_out, padded), grad
+        return _csr_forward(x, indices, values, n_in, n_out, padded, deterministic), grad
 
     return _product(x, values)
 
@@ -234,14 +267,16 @@ def _in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
-def auto_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False):
+def auto_matmul(
+    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+):
     """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
     if _in_xla_context():
         return gather_matmul(x, indices, values, n_in, n_out, padded)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.
         impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul
-        return impl(x, indices, values, n_in, n_out, padded)
+        return impl(x, indices, values, n_in, n_out, padded, deterministic)
 
     @tf.custom_gradient
     def _product(x, values):
@@ -256,7 +291,7 @@ def auto_matmul(x, indices, values, n_in: int, n_out: int, padded: bool = False)
 
         y = tf.cond(
             use_csr,
-            lambda: _csr_forward(x, indices, values, n_in, n_out, padded),
+            lambda: _csr_forward(x, indices, values, n_in, n_out, padded, deterministic),
             lambda: _gather_forward(x, indices, values, n_out, padded),
         )
         return y, grad
@@ -273,14 +308,23 @@ _FUNCTIONS = {
 
 
 def sparse_matmul(
-    kernel_impl: str, x, indices, values, n_in: int, n_out: int, padded: bool = False
+    kernel_impl: str,
+    x,
+    indices,
+    values,
+    n_in: int,
+    n_out: int,
+    padded: bool = False,
+    deterministic: bool = False,
 ):
     """Dispatch to the implementation named by `kernel_impl`.
 
     `padded=True`: entries with index (-1, -1) after the live ones are
     padding, to be ignored (see "Padding" above); layers that neuron pruning
-    keeps at a larger capacity pass it.
+    keeps at a larger capacity pass it. `deterministic=True`: a forward pass
+    whose result is bitwise the same at every call (see "Determinism");
+    the layer passes it outside training.
     """
     if kernel_impl == "sparse_dense_matmul":
         return sparse_dense_matmul(x, *_live_prefix(indices, values, padded), n_in, n_out)
-    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, padded)
+    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, padded, deterministic)

@@ -128,7 +128,11 @@ class SparseDense(keras.layers.Layer):
             reference; no XLA) or `"auto"` (`"gather"` in a model compiled
             with XLA; otherwise `"gather"` below a batch of
             `kernels.AUTO_CSR_MIN_BATCH` and `"csr"` from there, chosen at
-            run time). Defaults to `"auto"`.
+            run time). Defaults to `"auto"`. Outside training (`predict`,
+            `evaluate`, a call without `training=True`) every choice gives
+            bitwise the same outputs for the same inputs; in training the
+            CSR forward's float32 sums vary in their last bits (about 1e-7)
+            from step to step (`kernels`, "Determinism").
         seed: Integer seed for the topology and the initial values. Defaults
             to `None` (drawn from NumPy's global generator, which
             `keras.utils.set_random_seed` seeds).
@@ -277,6 +281,18 @@ class SparseDense(keras.layers.Layer):
     def nnz(self) -> int:
         """Current number of (live) connections."""
         return int(self._nnz)
+
+    def count_params(self) -> int:
+        """Parameters of the live layer: one value per connection, plus the biases.
+
+        What `model.summary()` shows as the layer's `Param #`. Keras's default
+        would count every scalar of every weight: also the int32 `indices`
+        (two per connection, the topology's storage, not parameters) and,
+        during neuron pruning inside `fit`, the padding.
+        """
+        if not self.built:
+            return super().count_params()  # Keras's "isn't built" error
+        return self.nnz + (self.units if self.use_bias else 0)
 
     # ------------------------------------------------------------ capacity
     # Neuron pruning shrinks a layer many times in a run. Re-creating its
@@ -485,7 +501,7 @@ class SparseDense(keras.layers.Layer):
             self.indices.assign(indices[order])
             self.values.assign(self.values.numpy()[order])
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
         leading = tf.shape(inputs)[:-1]
         # Traced at the capacity: the functions stay valid while the live
@@ -509,9 +525,18 @@ class SparseDense(keras.layers.Layer):
             n_in,
             units,
             padded=self.pad_ready,
+            # Outside training (`predict`, `evaluate`, a plain call) the
+            # same inputs give bitwise the same outputs on every path
+            # (`kernels`, "Determinism"); training keeps its kernels.
+            deterministic=training is not True,
         )
         if self.bias is not None:
             outputs = outputs + tf.cast(tf.convert_to_tensor(self.bias), self.compute_dtype)
+        # The kernels' outputs (XLA function calls, CSR products, `tf.cond`)
+        # and the bias read have no static shape for Grappler, whose cost
+        # model then warns on every op that needs a rank (a softmax output:
+        # "PredictCost() ... unknown_rank"). An identity that states it.
+        outputs = tf.ensure_shape(outputs, (x.shape[0], units))
         if len(inputs.shape) != 2:
             outputs = tf.reshape(outputs, tf.concat([leading, [units]], axis=0))
         if self.activation is not None:

@@ -4,6 +4,7 @@ import concurrent.futures
 import copy
 import gc
 import glob
+import os
 import warnings
 import weakref
 
@@ -16,6 +17,7 @@ from keras_npset import (
     NeuronPruning,
     SETEvolution,
     SparseDense,
+    TensorBoard,
     TopologyLogger,
     final_width,
     surgery,
@@ -783,6 +785,61 @@ def test_logs_reach_history_and_tensorboard_in_any_order(rng, tmp_path, tensorbo
     assert "_get_metrics_result_or_logs" not in model.__dict__
 
 
+def run_tags(log_dir):
+    """`{run: tags}` of every run (subfolder) of a TensorBoard log directory."""
+    runs = {}
+    for path in glob.glob(f"{log_dir}/**/events.out.tfevents.*", recursive=True):
+        run = os.path.relpath(os.path.dirname(path), log_dir)
+        for event in tf.compat.v1.train.summary_iterator(path):
+            runs.setdefault(run, set()).update(value.tag for value in event.summary.value)
+    return runs
+
+
+def test_one_clean_set_of_tensorboard_tags(rng, tmp_path):
+    """Scalars once (via the logs), degree histograms, weight histograms without indices."""
+    x, y = data(rng)
+    model = compiled(mlp(hidden=(40,)))
+    callbacks = [
+        SETEvolution(seed=0),
+        TopologyLogger(str(tmp_path)),
+        TensorBoard(str(tmp_path), histogram_freq=1, validation_name="test"),
+    ]
+    model.fit(x, y, epochs=2, verbose=0, validation_data=(x, y), callbacks=callbacks)
+    runs = run_tags(tmp_path)
+    assert set(runs) == {"train", "test", "topology"}
+    assert runs["topology"] == {"degree/h1/in", "degree/h1/out", "degree/out/in"}
+    histograms = {tag for tag in runs["train"] if tag.endswith("/histogram")}
+    assert histograms == {
+        f"{model.name}/{layer}/{weight}/histogram"
+        for layer in ("h1", "out")
+        for weight in ("values", "bias")
+    }
+    scalars = runs["train"] - histograms - {"keras"}  # "keras": the model config (write_graph)
+    assert {"epoch_neurons/h1", "epoch_params/total", "epoch_loss", "epoch_accuracy"} <= scalars
+    assert not [tag for tag in scalars if not tag.startswith("epoch_")], scalars
+    assert {"epoch_loss", "epoch_accuracy"} <= runs["test"]
+
+
+def test_tensorboard_histograms_show_live_values_only(rng, tmp_path):
+    x, y = data(rng)
+    model = compiled(mlp(hidden=(40,)))
+    board = TensorBoard(str(tmp_path), histogram_freq=1)
+    board.set_model(model)
+    layer = model.get_layer("h1")
+    assert callbacks_module._histogram_value(layer, layer.indices) is None
+    np.testing.assert_array_equal(
+        callbacks_module._histogram_value(layer, layer.values), layer.live_values()
+    )
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[board])
+    assert "validation" not in run_tags(tmp_path)  # no validation: no run
+
+
+@pytest.mark.parametrize("name", ["", "train", "a/b", "..", None])
+def test_tensorboard_rejects_bad_validation_name(tmp_path, name):
+    with pytest.raises(ValueError, match="validation_name"):
+        TensorBoard(str(tmp_path), validation_name=name)
+
+
 def test_callbacks_reset_state_between_fits(rng):
     x, y = data(rng)
     model = compiled(mlp())
@@ -857,7 +914,35 @@ def test_dense_layer_after_sparse_blocks_pruning(rng):
     x, y = data(rng)
     with pytest.raises(ValueError, match=r"Cannot prune layer 'h1'.*'d' \(Dense\)"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["h1"])])
-    # Without explicit layers, nothing is prunable but SET still works.
+    # Without explicit layers, nothing is prunable but SET still works; the
+    # skipped layer is named, with the reason, once (not for the output layer).
     callback = NeuronPruning(alpha=0.5, start=0, epochs=0)
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback, SETEvolution()])
+    with pytest.warns(UserWarning, match=r"does not prune SparseDense layer 'h1'.*'d' \(Dense\)"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callback, SETEvolution()])
     assert model.get_layer("h1").units == 20
+
+
+def test_skipped_layer_warning_once_per_layer_and_never_for_output_layers(rng):
+    inputs = keras.Input((30,))
+    h = SparseDense(20, activation="relu", seed=0, name="h1")(inputs)
+    h = SparseDense(16, activation="relu", seed=1, name="h2")(h)
+    a = keras.layers.Dense(8, name="a")(h)
+    b = keras.layers.Dense(8, name="b")(h)
+    h = SparseDense(8, activation="relu", seed=2, name="h3")(keras.layers.Add()([a, b]))
+    outputs = SparseDense(3, activation="softmax", seed=3, name="out")(h)
+    model = compiled(keras.Model(inputs, outputs))
+    x, y = data(rng)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x, y, epochs=3, verbose=0, callbacks=[NeuronPruning(alpha=0.25, start=0, epochs=2)]
+        )
+    messages = [str(w.message) for w in caught if "does not prune" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "'h2'" in messages[0] and "several layers" in messages[0]
+    assert model.get_layer("h1").units < 20  # pruned, silently
+    # Naming the layers is the explicit choice: no warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[NeuronPruning(layers=["h1"], start=0)])
+    assert not [w for w in caught if "does not prune" in str(w.message)]

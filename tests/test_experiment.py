@@ -213,8 +213,13 @@ def test_alpha_pruning_and_tensorboard_tags(tmp_path):
     assert {"epoch_loss", "epoch_accuracy", "epoch_neurons/hidden_1", "epoch_params/total"} <= (
         train_tags
     )
-    assert {"epoch_loss", "epoch_accuracy"} <= _tags(tb / "validation")
-    assert (tb / "topology").is_dir()
+    # One clean set: the test split as `test`, scalars once (via the logs, in
+    # `train`), degree histograms alone in `topology`.
+    assert sorted(os.listdir(tb)) == ["test", "topology", "train"]
+    assert {"epoch_loss", "epoch_accuracy"} <= _tags(tb / "test")
+    assert _tags(tb / "topology") == {
+        f"degree/{layer}/{side}" for layer in ("hidden_1", "hidden_2") for side in ("in", "out")
+    } | {"degree/output/in"}
     # Atomic writes leave no temporary files behind and keep the usual permissions.
     assert not [p for p in os.listdir(tmp_path / "npset") if p.startswith(".")]
     umask = os.umask(0)

@@ -80,6 +80,35 @@ def test_paths_agree_with_reference_path_on_a_wide_layer(impl):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", PATHS)
+@pytest.mark.parametrize("wide,padded", [(False, False), (True, False), (False, True)])
+def test_deterministic_forward_is_bitwise_repeatable(request, impl, wide, padded):
+    """`deterministic=True` (outside training): same inputs, same bits, every call.
+
+    The CSR training forward (`transpose_a`) sums per-thread buffers in a
+    scheduling-dependent order; the deterministic one must not, on a kernel
+    big enough to be split among threads, in tiles, and padded.
+    """
+    if wide:
+        request.getfixturevalue("small_tiles")
+    n_in, n_out = (300, 40) if wide else (2000, 1500)
+    indices, values, x, _, dense = _problem(n_in, n_out, 64, 10, seed=7)
+    if padded:  # live entries first, then (-1, -1) with value 0
+        indices = np.concatenate([indices, np.full((50, 2), -1, indices.dtype)])
+        values = np.concatenate([values, np.zeros(50, np.float32)])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, n_in], tf.float32)])
+    def forward(x):
+        return kernels.sparse_matmul(
+            impl, x, tf.constant(indices), tf.constant(values), n_in, n_out, padded, True
+        )
+
+    outputs = [forward(tf.constant(x)).numpy() for _ in range(6)]
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])
+    np.testing.assert_allclose(outputs[0], x @ dense, rtol=1e-4, atol=1e-4)
+
+
 def test_empty_rows_and_columns():
     indices = np.array([[0, 3], [0, 4], [5, 0]], np.int64)
     values = np.array([1.0, -2.0, 0.5], np.float32)

@@ -1,5 +1,9 @@
 """SparseDense against dense references, Keras citizenship, save/load and bad arguments."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -64,6 +68,61 @@ def test_only_values_and_bias_are_trainable_and_no_dense_variable():
     assert layer.nnz == layer.values.shape[0] <= 2 * (50 + 40)
 
 
+def test_count_params_and_summary_count_live_values_and_biases():
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            SparseDense(10, density=0.5, seed=0, name="a"),
+            SparseDense(3, density=1.0, use_bias=False, seed=0, name="b"),
+        ]
+    )
+    # By hand: 0.5 * 8 * 10 = 40 connections and 10 biases; 10 * 3 = 30 connections.
+    assert model.get_layer("a").count_params() == 40 + 10
+    assert model.get_layer("b").count_params() == 30
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    text = "\n".join(lines)
+    rows = {
+        name: row
+        for row in text.splitlines()
+        for name in ("a", "b")
+        if f"{name} (SparseDense)" in row
+    }
+    assert rows["a"].split("│")[-2].strip() == "50"
+    assert rows["b"].split("│")[-2].strip() == "30"
+    assert "Trainable params: 80 " in text
+    # The int32 indices (two per connection) are storage; Keras's footer lists
+    # them as non-trainable weights (documented in the README).
+    assert "Non-trainable params: 140 " in text
+
+
+def test_count_params_is_live_while_pruning_pads_the_layer(rng):
+    from keras_npset import NeuronPruning
+
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            SparseDense(20, epsilon=3, activation="relu", seed=0, name="h"),
+            SparseDense(3, epsilon=3, seed=1, name="out"),
+        ]
+    )
+    model.compile("sgd", "mse")
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            for layer in (self.model.get_layer("h"), self.model.get_layer("out")):
+                seen.append((epoch, layer.padded, layer.count_params(), layer.nnz + layer.units))
+
+    x = rng.standard_normal((8, 12)).astype("float32")
+    y = rng.standard_normal((8, 3)).astype("float32")
+    pruning = NeuronPruning(alpha=0.25, start=1, epochs=1, seed=0)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[pruning, Probe()])
+    assert any(padded for epoch, padded, _, _ in seen if epoch == 1)  # the case under test
+    for _, _, counted, live in seen:
+        assert counted == live
+
+
 def test_higher_rank_inputs(rng):
     layer = SparseDense(5, epsilon=2, seed=1)
     x = rng.standard_normal((2, 3, 8)).astype("float32")
@@ -71,6 +130,63 @@ def test_higher_rank_inputs(rng):
     assert y.shape == (2, 3, 5)
     np.testing.assert_allclose(y, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
     assert layer.compute_output_shape((None, 3, 8)) == (None, 3, 5)
+
+
+@pytest.mark.parametrize("impl", ["auto", "gather", "csr", "sparse_dense_matmul"])
+@pytest.mark.parametrize("batch", [None, 4, 32])
+def test_traced_output_has_static_shape(impl, batch):
+    layer = SparseDense(7, epsilon=3, seed=0, kernel_impl=impl, activation="softmax")
+    layer.build((None, 5))
+    fn = tf.function(lambda x: layer(x)).get_concrete_function(tf.TensorSpec([batch, 5]))
+    assert fn.outputs[0].shape.as_list() == [batch, 7]
+    # What Grappler sees: the shape is stated by an op, not only in Python.
+    ops = {op.type for op in fn.graph.get_operations()}
+    assert "EnsureShape" in ops
+
+
+_FIT_SCRIPT = """
+import keras, numpy as np
+from keras_npset import SparseDense
+rng = np.random.default_rng(0)
+x = rng.standard_normal((256, 50)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 3, 256), 3)
+model = keras.Sequential([keras.Input((50,)), SparseDense(40, activation="relu", seed=0),
+                          SparseDense(3, activation="softmax", seed=1)])
+model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=(x, y))
+model.predict(x, batch_size=32, verbose=0)
+print("done")
+"""
+
+
+def test_fit_with_softmax_output_prints_no_cost_model_warnings():
+    """Grappler's cost model warned "PredictCost() ... unknown_rank" on the softmax."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIT_SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-3000:]
+    assert "PredictCost" not in proc.stderr, proc.stderr[-3000:]
+    assert "unknown_rank" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("impl", ["auto", "csr"])
+def test_repeated_predictions_are_bitwise_equal(rng, impl):
+    """Outside training the CSR path is deterministic too (batches of 16 and more)."""
+    model = keras.Sequential(
+        [
+            keras.Input((300,)),
+            SparseDense(400, activation="relu", seed=0, kernel_impl=impl),
+            SparseDense(300, activation="relu", seed=1, kernel_impl=impl),
+            SparseDense(5, activation="softmax", seed=2, kernel_impl=impl),
+        ]
+    )
+    x = rng.standard_normal((500, 300)).astype("float32")
+    for batch in (32, 64):
+        first = model.predict(x, batch_size=batch, verbose=0)
+        for _ in range(4):
+            np.testing.assert_array_equal(model.predict(x, batch_size=batch, verbose=0), first)
+        np.testing.assert_array_equal(model(x[:batch]).numpy(), first[:batch])
 
 
 def test_density_overrides_epsilon():

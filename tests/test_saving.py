@@ -32,6 +32,26 @@ def test_load_model_gives_identical_predictions_and_loss(tmp_path, rng):
     assert loaded.get_layer(model.layers[1].name).nnz == model.layers[1].nnz
 
 
+def test_reloaded_predictions_are_identical_at_csr_batch_sizes(tmp_path, rng):
+    """From a batch of 16 `"auto"` multiplies with CSR kernels; predictions stay bitwise equal."""
+    inputs = keras.Input((200,))
+    x = SparseDense(300, activation="relu", seed=0)(inputs)
+    outputs = SparseDense(4, activation="softmax", seed=1)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "categorical_crossentropy")
+    x = rng.standard_normal((256, 200)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 4, 256), 4)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras_npset.load_model(path)
+    for batch in (32, 64):
+        np.testing.assert_array_equal(
+            loaded.predict(x, batch_size=batch, verbose=0),
+            model.predict(x, batch_size=batch, verbose=0),
+        )
+
+
 def test_load_model_in_a_fresh_process(tmp_path, rng):
     model = _model()
     x = rng.standard_normal((4, 9)).astype("float32")
