@@ -218,8 +218,9 @@ def test_ray_local_cluster_matches_serial_and_a_killed_task_resumes(serial, tmp_
 
 def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_path, capsys):
     # One run on one worker keeps it short; test_workers_... covers two at a time.
+    # 40 epochs: a 4-epoch run could finish between its first checkpoint and the signal.
     args = ["--methods", "npset", "--runs-dir", str(tmp_path)]
-    for item in TINY:
+    for item in [*TINY, "train.epochs=40"]:
         args += ["--set", item]
     argv = [sys.executable, "-m", "keras_npset.sweep", *args, "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -246,10 +247,9 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
     out = capsys.readouterr().out
     assert "1 of 1 runs finished, 0 failed" in out and "resumed at epoch" in out
     [row] = json.loads((tmp_path / "sweep.json").read_text())["runs"]
-    expected = serial.outcomes[1].results
     assert row["status"] == "trained" and row["resumed_at_epochs"]
-    for key in ("max_test_accuracy", "final_test_accuracy", "hidden_units", "params"):
-        assert row[key] == expected[key], key
+    # Exact equality of a resumed run with an uninterrupted one: test_workers_... above.
+    assert row["hidden_units"] == serial.outcomes[1].results["hidden_units"]
 
 
 def test_workers_exit_when_the_grid_process_is_killed(tmp_path):
