@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
-from keras_npset import kernels, topology
+from keras_npset import _keras, kernels, topology
 from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import erdos_renyi_indices
 
@@ -467,7 +467,7 @@ class SparseDense(keras.layers.Layer):
     def save_own_variables(self, store):
         # The live part only: a saved layer has its live widths (`get_config`,
         # `get_build_config`) and no padding.
-        for i, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
+        for i, variable in enumerate(_keras.own_variables(self)):
             live = self._live_length(variable)
             store[f"{i}"] = variable if live is None or not self.padded else read(variable)[:live]
 
