@@ -466,7 +466,7 @@ class NeuronPruning(_TopologyCallback):
 
     def _live_length(self, variable):
         for layer in graph.sparse_layers(self.model):
-            n = layer._live_length(variable)
+            n = layer.live_length(variable)
             if n is not None:
                 return n if layer.padded else None
         return None

@@ -153,12 +153,11 @@ def export_saved_model(model, filepath, kernel_impl="sparse_dense_matmul", **kwa
         )
     kernels.resolve(kernel_impl)  # validates
     layers = sparse_layers(model)
-    saved = [(layer.kernel_impl, layer.supports_jit) for layer in layers]
+    saved = []
     try:
         for layer in layers:
-            layer.kernel_impl = kernel_impl
-            layer.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
+            saved.append(layer.use_kernel(kernel_impl))
         model.export(os.fspath(filepath), format="tf_saved_model", **kwargs)
     finally:
-        for layer, (impl, jit) in zip(layers, saved, strict=True):
-            layer.kernel_impl, layer.supports_jit = impl, jit
+        for layer, impl in zip(layers, saved, strict=False):
+            layer.use_kernel(impl)
