@@ -13,8 +13,9 @@ it has one test per function below, against real models and optimizers, so
 a broken assumption fails there under the function's name. Then widen the
 bounds in `pyproject.toml`.
 
-Checked against: Keras 3.15.1, TensorFlow 2.21.0 (the TensorFlow backend;
-the package supports no other).
+Checked against: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0 (the
+TensorFlow backend; the package supports no other). `pyproject.toml` bounds
+both to these minor versions.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import tensorflow as tf
 from keras.src.models.functional import Functional
 from keras.src.saving import saving_lib
 from tensorflow.python.ops import control_flow_util, resource_variable_ops
-
-CHECKED_VERSIONS = {"keras": "3.15.1", "tensorflow": "2.21.0"}
 
 # ---------------------------------------------------------------- variables
 
@@ -44,7 +43,7 @@ def tf_storage(variable) -> tf.Variable | None:
     (a mirrored variable, an autocast wrapper, a placeholder): callers then
     take Keras's own path.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     storage = getattr(variable, "value", None)
     if type(storage) is resource_variable_ops.ResourceVariable:
@@ -59,7 +58,7 @@ def distribute_strategy_of(variable):
     is under `MirroredStrategy`) keeping their strategy in the private
     attribute `_distribute_strategy`; plain `ResourceVariable`s have none.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return getattr(getattr(variable, "value", None), "_distribute_strategy", None)
 
@@ -77,7 +76,7 @@ def replace_storage(variable, value) -> None:
     `_shape`). Call it under `tf.init_scope()` and, for a mirrored variable,
     its strategy's scope.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     variable._initialize(value)
     variable._shape = tuple(value.shape)
@@ -98,7 +97,7 @@ def optimizer_index(optimizer, variable) -> int | None:
     a strategy), so it changes when the storage is replaced
     (`keep_optimizer_key`).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     if optimizer is None or not getattr(optimizer, "built", False):
         return None
@@ -118,7 +117,7 @@ def keep_optimizer_key(optimizer, variable):
     Relies on: `optimizer._var_key` and `optimizer._trainable_variables_indices`
     as in `optimizer_index`.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     index = optimizer_index(optimizer, variable)
     old_key = optimizer._var_key(variable) if index is not None else None
@@ -137,7 +136,7 @@ def optimizer_trainable_variables(optimizer) -> list:
     `BaseOptimizer.build` (empty before). `optimizer.variables` is the
     optimizer's own state, not this list.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return list(optimizer._trainable_variables)
 
@@ -199,7 +198,7 @@ def slot_variables(optimizer, variable) -> list:
             no longer is such a list (a changed Keras): the carry of its
             state across topology changes would be a guess.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     index = optimizer_index(optimizer, variable)
     if index is None:
@@ -250,7 +249,7 @@ def override_optimizer_saving(optimizer, values: Callable[[], list]) -> Callable
     reads back (the `store` is otherwise opaque), and on the saving code
     looking the method up on the instance.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
 
     def save_own_variables(store):
@@ -273,7 +272,7 @@ def own_variables(layer) -> list:
     that order (`layer.weights` adds sub-layers' weights and drops
     duplicates, so it is not the same list in general).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return layer._trainable_variables + layer._non_trainable_variables
 
@@ -286,7 +285,7 @@ def set_build_input_width(layer, width: int) -> None:
     `Layer.get_build_config` saves and `summary` shows for a layer outside
     a model graph. Nothing when the layer has no record.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     shapes = getattr(layer, "_build_shapes_dict", None)
     if shapes:
@@ -302,7 +301,7 @@ def seed_generators(layer) -> list:
     fills with every `SeedGenerator` assigned to the layer (its `variables`
     include their `state`).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return list(getattr(layer, "_seed_generators", ()))
 
@@ -314,7 +313,7 @@ def keras_logits(tensor):
     backend's `nn.sigmoid`) setting the private attribute `_keras_logits`
     on the tensor they return, as Keras's own cross-entropies read it.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return getattr(tensor, "_keras_logits", None)
 
@@ -331,7 +330,7 @@ def all_layers(model) -> list:
     without duplicates); there is no public equivalent (`model.layers` is
     the top level only).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return list(model._flatten_layers(include_self=True, recursive=True))
 
@@ -343,7 +342,7 @@ def is_functional(model) -> bool:
     `keras.Model(inputs, outputs)` returns; it is not exported publicly
     (`keras.Sequential` is, and is not a subclass of it).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return isinstance(model, Functional)
 
@@ -355,7 +354,7 @@ def outbound_operations(layer) -> list:
     `keras.Operation` keeping the `Node`s of the calls that consumed its
     outputs in `_outbound_nodes`, each with the consuming `operation`.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return [node.operation for node in layer._outbound_nodes]
 
@@ -368,7 +367,7 @@ def model_to_json(model) -> str:
     sub-model for one, are written once and shared again on loading);
     the public `keras.saving.serialize_keras_object` lacks that scope.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     config_json, _ = saving_lib._serialize_model_as_json(model)
     return config_json
@@ -383,7 +382,7 @@ def model_from_json(config_json: str, custom_objects=None):
     under an `ObjectSharingScope` (see `model_to_json`) and compiles from the
     saved compile config.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     return saving_lib._model_from_config(config_json, custom_objects, compile=True, safe_mode=True)
 
@@ -399,7 +398,7 @@ def rebuild_sequential_graph(model) -> bool:
     layers, an `InputLayer` first when it has an `Input`), and on
     `Sequential.build` re-creating `_functional` when it is None.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     if not isinstance(model, keras.Sequential) or model._functional is None:
         return False
@@ -422,7 +421,7 @@ def refresh_symbolic_shapes(model) -> None:
     `KerasTensor` keeping its shape in `_shape` (its public `shape` is
     read-only).
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     nodes_by_depth = getattr(model, "_nodes_by_depth", None)
     if not nodes_by_depth:
@@ -453,7 +452,7 @@ def wrap_epoch_logs(model, transform: Callable[[dict], dict]) -> Callable[[], No
     `on_epoch_end`, and `evaluate`'s results, with
     `self._get_metrics_result_or_logs(logs)` looked up on the instance.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     original = model._get_metrics_result_or_logs
 
@@ -475,7 +474,7 @@ def in_xla_context() -> bool:
     and the functions it calls); TensorFlow has no public test for it.
     False in eager mode.
 
-    Checked: Keras 3.15.1, TensorFlow 2.21.0.
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
     """
     graph = tf.compat.v1.get_default_graph()
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
