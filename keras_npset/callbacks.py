@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_npset import graph, surgery
+from keras_npset import _keras, graph, surgery
 from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
@@ -79,9 +79,10 @@ class _Inline:
 class _LogHook:
     """Adds topology stats to the epoch logs Keras builds inside `fit`.
 
-    Installed on the model instance for the duration of `fit` by whichever
-    topology callback starts first; validation (between `on_test_begin` and
-    `on_test_end`) is left alone so no `val_params/...` keys appear.
+    Installed on the model instance (`_keras.wrap_epoch_logs`) for the
+    duration of `fit` by whichever topology callback starts first;
+    validation (between `on_test_begin` and `on_test_end`) is left alone so
+    no `val_params/...` keys appear.
     """
 
     def __init__(self, model):
@@ -89,15 +90,12 @@ class _LogHook:
         self.owners = set()
         self.in_test = False
         self.params = None
-        original = model._get_metrics_result_or_logs
+        self._remove = None
 
-        def patched(logs):
-            result = original(logs)
-            if self.in_test or not isinstance(result, dict):
-                return result
-            return {**result, **graph.topology_stats(model)}
-
-        self.patched = patched
+    def _add_stats(self, logs):
+        if self.in_test or not isinstance(logs, dict):
+            return logs
+        return {**logs, **graph.topology_stats(self.model)}
 
     @classmethod
     def acquire(cls, model, owner) -> _LogHook:
@@ -113,12 +111,14 @@ class _LogHook:
             hook = cls(model)
             hook.params = owner.params
             model.__dict__[_HOOK] = hook
-            model.__dict__["_get_metrics_result_or_logs"] = hook.patched
+            hook._remove = _keras.wrap_epoch_logs(model, hook._add_stats)
         hook.owners.add(id(owner))
         return hook
 
     def uninstall(self) -> None:
-        self.model.__dict__.pop("_get_metrics_result_or_logs", None)
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
         self.model.__dict__.pop(_HOOK, None)
 
     def release(self, owner) -> None:
@@ -470,7 +470,7 @@ class NeuronPruning(_TopologyCallback):
 
     def _live_length(self, variable):
         for layer in graph.sparse_layers(self.model):
-            n = layer._live_length(variable)
+            n = layer.live_length(variable)
             if n is not None:
                 return n if layer.padded else None
         return None

@@ -53,7 +53,8 @@ import os
 
 import keras
 import numpy as np
-from keras.src.saving import saving_lib  # the traversal behind model.save / load_model
+
+from keras_npset import _keras
 
 FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
@@ -68,7 +69,7 @@ def _saveables(model) -> list:
     Every layer (nested ones included) and the optimizer chain (a
     `LossScaleOptimizer` and the optimizer inside it).
     """
-    found = list(model._flatten_layers(include_self=True, recursive=True))
+    found = _keras.all_layers(model)
     optimizer = model.optimizer
     while optimizer is not None:
         found.append(optimizer)
@@ -83,7 +84,7 @@ def _write_model(model, path: str) -> None:
     as for `model.save`: a padded SparseDense layer writes its live part),
     keyed by its position in `_saveables` and its own key.
     """
-    config_json, _ = saving_lib._serialize_model_as_json(model)
+    config_json = _keras.model_to_json(model)
     arrays = {_CONFIG_KEY: np.frombuffer(config_json.encode(), np.uint8)}
     for i, saveable in enumerate(_saveables(model)):
         store = {}
@@ -101,7 +102,7 @@ def _read_model(path: str, custom_objects=None):
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     config_json = arrays.pop(_CONFIG_KEY).tobytes().decode()
-    model = saving_lib._model_from_config(config_json, custom_objects, compile=True, safe_mode=True)
+    model = _keras.model_from_json(config_json, custom_objects)
     stores = {}
     for name, value in arrays.items():
         index, _, key = name.partition(_SEPARATOR)
@@ -151,8 +152,8 @@ def _seed_generators(model) -> dict:
     # Keyed by position and name: a loaded model has the same layers in the
     # same order, and the same names.
     found = {}
-    for i, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
-        for j, generator in enumerate(getattr(layer, "_seed_generators", ())):
+    for i, layer in enumerate(_keras.all_layers(model)):
+        for j, generator in enumerate(_keras.seed_generators(layer)):
             found[f"{i}:{layer.name}/{j}"] = generator
     return found
 

@@ -24,9 +24,8 @@ import os
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
-from keras_npset import kernels
+from keras_npset import _keras, kernels
 from keras_npset.features import FeatureSelection, find_selection
 from keras_npset.graph import sparse_layers
 from keras_npset.layers import SparseDense
@@ -112,7 +111,7 @@ def to_dense_model(model: keras.Model) -> keras.Model:
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
-    if not isinstance(model, keras.Sequential | Functional):
+    if not (isinstance(model, keras.Sequential) or _keras.is_functional(model)):
         raise ValueError(
             "Expected `model` to be a Sequential or functional model (subclassed models "
             f"cannot be cloned layer by layer). Received: model={model!r}"
@@ -154,12 +153,11 @@ def export_saved_model(model, filepath, kernel_impl="sparse_dense_matmul", **kwa
         )
     kernels.resolve(kernel_impl)  # validates
     layers = sparse_layers(model)
-    saved = [(layer.kernel_impl, layer.supports_jit) for layer in layers]
+    saved = []
     try:
         for layer in layers:
-            layer.kernel_impl = kernel_impl
-            layer.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
+            saved.append(layer.use_kernel(kernel_impl))
         model.export(os.fspath(filepath), format="tf_saved_model", **kwargs)
     finally:
-        for layer, (impl, jit) in zip(layers, saved, strict=True):
-            layer.kernel_impl, layer.supports_jit = impl, jit
+        for layer, impl in zip(layers, saved, strict=False):
+            layer.use_kernel(impl)

@@ -285,7 +285,7 @@ def remove_inputs(
         optimizer=optimizer,
         strategy=strategy,
     )
-    surgery._set_input_width(layer, int(keep.size))
+    layer.record_input_width()
 
 
 def target_width(n_features: int, k: int, event: int, n_events: int, power: float) -> int:

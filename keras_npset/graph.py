@@ -13,6 +13,7 @@ import dataclasses
 
 import keras
 
+from keras_npset import _keras
 from keras_npset.layers import SparseDense
 
 # Layers that act element-wise and hold no per-unit state.
@@ -64,9 +65,9 @@ class Link:
 
 
 def _consumers(layer, members):
+    """The layers of `members` called on `layer`'s outputs, each once, in call order."""
     out = []
-    for node in layer._outbound_nodes:
-        op = node.operation
+    for op in _keras.outbound_operations(layer):
         if op in members and op not in out:
             out.append(op)
     return out

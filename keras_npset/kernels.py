@@ -50,9 +50,8 @@ change neither (see `keras_npset.surgery`).
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
-from keras_npset import topology
+from keras_npset import _keras, topology
 
 IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
 JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
@@ -262,16 +261,11 @@ def csr_matmul(
     return _product(x, values)
 
 
-def _in_xla_context() -> bool:
-    graph = tf.compat.v1.get_default_graph()
-    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
-
-
 def auto_matmul(
     x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
 ):
     """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
-    if _in_xla_context():
+    if _keras.in_xla_context():
         return gather_matmul(x, indices, values, n_in, n_out, padded)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.

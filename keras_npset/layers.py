@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
-from keras_npset import kernels, topology
+from keras_npset import _keras, kernels, topology
 from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import erdos_renyi_indices
 
@@ -346,13 +346,36 @@ class SparseDense(keras.layers.Layer):
         """The live units' bias, `[units]`, or None without a bias."""
         return None if self.bias is None else read(self.bias)[: self.units]
 
-    def _live_length(self, variable) -> int | None:
+    def live_length(self, variable) -> int | None:
         """Live entries of one of this layer's variables (axis 0), or None if not its own."""
         if variable is self.indices or variable is self.values:
             return self.nnz
         if self.bias is not None and variable is self.bias:
             return self.units
         return None
+
+    def use_kernel(self, kernel_impl: str) -> str:
+        """Compute `inputs @ kernel` with `kernel_impl` from now on; returns the previous choice.
+
+        `kernel_impl` is one of `kernels.IMPLEMENTATIONS` (see the class
+        docstring). Sets `supports_jit` with it, so Keras's
+        `jit_compile="auto"` sees whether the layer can be XLA-compiled. A
+        function traced before keeps the kernel it traced: the caller
+        rebuilds the model's functions (or exports) afterwards.
+        """
+        supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
+        previous = self.kernel_impl
+        self.kernel_impl, self.supports_jit = kernel_impl, supports_jit
+        return previous
+
+    def record_input_width(self) -> None:
+        """Record the live input width as the one the layer was built for.
+
+        Keras keeps the input shapes a layer was built with (`summary` shows
+        them for a layer outside a model graph); input pruning calls this
+        after narrowing the layer's input with `set_kernel`.
+        """
+        _keras.set_build_input_width(self, self.input_dim)
 
     def set_kernel(
         self,
@@ -483,8 +506,8 @@ class SparseDense(keras.layers.Layer):
     def save_own_variables(self, store):
         # The live part only: a saved layer has its live widths (`get_config`,
         # `get_build_config`) and no padding.
-        for i, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
-            live = self._live_length(variable)
+        for i, variable in enumerate(_keras.own_variables(self)):
+            live = self.live_length(variable)
             store[f"{i}"] = variable if live is None or not self.padded else read(variable)[:live]
 
     def load_own_variables(self, store):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_npset import _keras
+
 # Probabilities are clipped into [EPSILON, 1 - EPSILON] when the logits must be
 # recovered from them (see `SETSquaredError`).
 EPSILON = 1e-7
@@ -104,7 +106,7 @@ class SETSquaredError(keras.losses.Loss):
         if self.from_logits:
             logits = y_pred
         else:
-            logits = getattr(y_pred, "_keras_logits", None)
+            logits = _keras.keras_logits(y_pred)
             if logits is None:
                 p = tf.clip_by_value(y_pred, EPSILON, 1.0 - EPSILON)
                 logits = tf.math.log(p) - tf.math.log1p(-p)

@@ -7,6 +7,9 @@ therefore keeps its Keras `Variable` object (so layers, models and the
 optimizer's lists stay valid) and gets new backing storage; its slots get new
 storage too, and the optimizer's index is re-keyed to the new storage.
 Same-shape changes (SET keeps nnz constant) are plain in-place assignments.
+The Keras and TensorFlow internals this needs (storage replacement, the
+optimizer's index and where each optimizer keeps its slots) are in
+`keras_npset._keras`.
 
 Reads and same-shape writes of a single-device variable go straight to
 TensorFlow's `ReadVariableOp` / `AssignVariableOp`, three to five times
@@ -23,11 +26,10 @@ from __future__ import annotations
 
 import contextlib
 
-import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.ops import resource_variable_ops  # the exact eager type
 
+from keras_npset import _keras
 from keras_npset.topology import take_with_source
 
 
@@ -38,52 +40,21 @@ def base_optimizer(optimizer):
     return optimizer
 
 
-def _known_index(optimizer, variable) -> int | None:
-    if optimizer is None or not getattr(optimizer, "built", False):
-        return None
-    return optimizer._trainable_variables_indices.get(optimizer._var_key(variable))
-
-
 def slot_variables(optimizer, variable) -> list:
     """The optimizer variables that hold per-element state for `variable`.
 
-    Every Keras 3 optimizer keeps its slots in lists parallel to its
-    trainable variables (`momentums`, `_momentums`, `_velocities`, EMA
-    averages, gradient accumulators, ...): the slots are the entries at the
-    variable's index in each such list that have the variable's shape.
+    The momentum, Adam moments and the like of the optimizer that owns the
+    slots (a `LossScaleOptimizer` is unwrapped); `[]` when `optimizer` is
+    None, not built, or does not train `variable`. Raises `ValueError` for
+    an optimizer whose slots `keras_npset._keras.slot_variables` does not
+    know, rather than guessing.
     """
-    optimizer = base_optimizer(optimizer)
-    index = _known_index(optimizer, variable)
-    if index is None:
-        return []
-    count = len(optimizer._trainable_variables)
-    slots, seen = [], set()
-    for attr in vars(optimizer).values():
-        if not isinstance(attr, list | tuple) or len(attr) != count:
-            continue
-        slot = attr[index]
-        if (
-            isinstance(slot, keras.Variable)
-            and slot is not variable
-            and tuple(slot.shape) == tuple(variable.shape)
-            and id(slot) not in seen
-        ):
-            seen.add(id(slot))
-            slots.append(slot)
-    return slots
-
-
-def _storage(variable):
-    """The single `tf.Variable` behind a Keras variable, or None (distributed, other)."""
-    storage = getattr(variable, "value", None)
-    if type(storage) is resource_variable_ops.ResourceVariable:
-        return storage
-    return None
+    return _keras.slot_variables(base_optimizer(optimizer), variable)
 
 
 def read(variable) -> np.ndarray:
     """The value of a Keras variable as a NumPy array."""
-    storage = _storage(variable)
+    storage = _keras.tf_storage(variable)
     if storage is None:
         return variable.numpy()
     return tf.raw_ops.ReadVariableOp(resource=storage.handle, dtype=storage.dtype).numpy()
@@ -98,7 +69,7 @@ def set_value(variable, value, strategy=None) -> None:
     """
     value = np.asarray(value, dtype=variable.dtype)
     if tuple(variable.shape) == value.shape:
-        storage = _storage(variable)
+        storage = _keras.tf_storage(variable)
         if storage is None:
             variable.assign(value)
         else:
@@ -111,12 +82,10 @@ def set_value(variable, value, strategy=None) -> None:
     if strategy is None:
         # A mirrored variable knows its strategy: new storage must be created
         # under that strategy's scope, or the next distributed update fails.
-        strategy = getattr(variable.value, "_distribute_strategy", None)
+        strategy = _keras.distribute_strategy_of(variable)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope, tf.init_scope():
-        variable._initialize(value)
-    variable._shape = tuple(value.shape)
-    variable._ndim = len(value.shape)
+        _keras.replace_storage(variable, value)
 
 
 def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
@@ -128,16 +97,11 @@ def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
     optimizer = base_optimizer(optimizer)
     slots = slot_variables(optimizer, variable)
     slot_values = [take_with_source(read(s), source, 0.0) for s in slots]
-    index = _known_index(optimizer, variable)
-    old_key = optimizer._var_key(variable) if index is not None else None
-    set_value(variable, new_value, strategy)
-    for slot, value in zip(slots, slot_values, strict=True):
-        set_value(slot, value, strategy)
-    if index is not None:
-        new_key = optimizer._var_key(variable)
-        if new_key != old_key:
-            del optimizer._trainable_variables_indices[old_key]
-            optimizer._trainable_variables_indices[new_key] = index
+    # The optimizer finds the variable by its storage: follow it to the new one.
+    with _keras.keep_optimizer_key(optimizer, variable):
+        set_value(variable, new_value, strategy)
+        for slot, value in zip(slots, slot_values, strict=True):
+            set_value(slot, value, strategy)
 
 
 def save_live_slots(optimizer, live_length):
@@ -146,23 +110,25 @@ def save_live_slots(optimizer, live_length):
     A layer that neuron pruning keeps at a larger capacity saves its live
     part only (`SparseDense.save_own_variables`); its slots must match, or
     the saved file would not load. `live_length(variable)` returns the live
-    entries (axis 0) of a model variable, or None to save it whole. Installs
-    an instance-level `save_own_variables` on the optimizer that owns the
-    slots (what `model.save` calls) and returns a function that removes it.
+    entries (axis 0) of a model variable, or None to save it whole. Overrides
+    the saving of the optimizer that owns the slots
+    (`_keras.override_optimizer_saving`) and returns a function that undoes
+    it.
     """
     owner = base_optimizer(optimizer)
 
-    def save_own_variables(store):
+    def values():
         lengths = {}
-        for variable in owner._trainable_variables:
+        for variable in _keras.optimizer_trainable_variables(owner):
             n = live_length(variable)
             if n is not None:
                 for slot in slot_variables(owner, variable):
                     lengths[id(slot)] = n
-        for i, variable in enumerate(owner.variables):
+        out = []
+        for variable in owner.variables:
             value = read(variable)
             n = lengths.get(id(variable))
-            store[str(i)] = value if n is None else value[:n]
+            out.append(value if n is None else value[:n])
+        return out
 
-    owner.__dict__["save_own_variables"] = save_own_variables
-    return lambda: owner.__dict__.pop("save_own_variables", None)
+    return _keras.override_optimizer_saving(owner, values)

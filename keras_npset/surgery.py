@@ -28,6 +28,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_npset import _keras
 from keras_npset.graph import Link
 from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import carry, read
@@ -76,17 +77,15 @@ def _shrink_last_axis(layer, keep: np.ndarray, optimizer, strategy) -> None:
 
 
 def _set_input_width(layer, width: int, spec_width: int | None = None) -> None:
-    """Record a new input width in a layer's build config and input spec.
+    """Record a new input width in a per-unit layer's build config and input spec.
 
-    `spec_width` is the width the layer receives when it differs (the
-    capacity of a padded layer before it); defaults to `width`.
+    For the Keras layers between two SparseDense layers (normalisations,
+    PReLU), which have no method for it. `spec_width` is the width the
+    layer receives when it differs (the capacity of a padded layer before
+    it); defaults to `width`.
     """
     spec_width = width if spec_width is None else spec_width
-    shapes = getattr(layer, "_build_shapes_dict", None)
-    if shapes:
-        for key, shape in shapes.items():
-            if shape is not None:
-                shapes[key] = (*tuple(shape)[:-1], width)
+    _keras.set_build_input_width(layer, width)
     spec = layer.input_spec
     if isinstance(spec, keras.layers.InputSpec) and spec.axes:
         last = (spec.ndim or 0) - 1
@@ -177,34 +176,8 @@ def refresh_model(model) -> None:
     Sequential model with an `Input` rebuilds its symbolic graph so that
     `summary()` and `model.output_shape` show the current widths.
     """
-    if isinstance(model, keras.Sequential) and model._functional is not None:
-        first = model._layers[0] if model._layers else None
-        if isinstance(first, keras.layers.InputLayer):
-            model._functional = None
-            model.build(first.batch_shape)
-    else:
-        _refresh_symbolic_shapes(model)
+    if not _keras.rebuild_sequential_graph(model):
+        _keras.refresh_symbolic_shapes(model)
     model.make_train_function(force=True)
     model.make_test_function(force=True)
     model.make_predict_function(force=True)
-
-
-def _refresh_symbolic_shapes(model) -> None:
-    """Update the recorded output shapes of a functional model's nodes."""
-    nodes_by_depth = getattr(model, "_nodes_by_depth", None)
-    if not nodes_by_depth:
-        return
-    for depth in sorted(nodes_by_depth, reverse=True):
-        for node in nodes_by_depth[depth]:
-            op = node.operation
-            if isinstance(op, keras.layers.InputLayer) or not node.arguments:
-                continue
-            inputs = node.arguments.keras_tensors
-            try:
-                shape = op.compute_output_shape(
-                    inputs[0].shape if len(inputs) == 1 else [t.shape for t in inputs]
-                )
-            except Exception:  # layers without compute_output_shape keep their record
-                continue
-            if len(node.outputs) == 1 and isinstance(shape, tuple):
-                node.outputs[0]._shape = tuple(shape)

@@ -136,13 +136,24 @@ def test_export_saved_model_without_xla(trained, tmp_path):
         served.serve(tf.constant(X)).numpy(), model.predict(X, verbose=0), atol=1e-5, rtol=1e-5
     )
     # The layers are back on their own kernel path.
-    assert {layer.kernel_impl for layer in model.layers if isinstance(layer, SparseDense)} == {
-        "auto"
-    }
+    sparse = [layer for layer in model.layers if isinstance(layer, SparseDense)]
+    assert {layer.kernel_impl for layer in sparse} == {"auto"}
+    assert all(layer.supports_jit for layer in sparse)
     with pytest.raises(ValueError, match=r"Received: kernel_impl='cuda'"):
         export_saved_model(model, tmp_path / "x", kernel_impl="cuda")
     with pytest.raises(ValueError, match=r"Received: filepath=None"):
         export_saved_model(model, None)
+
+
+def test_use_kernel_sets_the_kernel_and_jit_support_together():
+    layer = SparseDense(3, kernel_impl="gather")
+    assert layer.use_kernel("csr") == "gather"
+    assert layer.kernel_impl == "csr" and not layer.supports_jit
+    assert layer.use_kernel("auto") == "csr"
+    assert layer.kernel_impl == "auto" and layer.supports_jit
+    with pytest.raises(ValueError, match=r"Received: kernel_impl='cuda'"):
+        layer.use_kernel("cuda")
+    assert layer.kernel_impl == "auto" and layer.supports_jit  # unchanged
 
 
 def test_rejects_what_it_cannot_convert():

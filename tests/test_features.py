@@ -202,6 +202,8 @@ def test_set_never_regrows_into_removed_inputs():
     assert find_selection(model).kept_indices().tolist() == strongest.tolist()
     rows = np.isin(indices[:, 0], strongest)
     assert layer.input_dim == 6 and layer.nnz == rows.sum()
+    # The layer recorded its new input width as the one Keras built it for.
+    assert layer._build_shapes_dict["input_shape"][-1] == 6
     np.testing.assert_array_equal(
         layer.indices.numpy()[:, 0], np.searchsorted(strongest, indices[rows, 0])
     )
