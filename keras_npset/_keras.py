@@ -21,6 +21,7 @@ both to these minor versions.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 
 import keras
@@ -478,3 +479,40 @@ def in_xla_context() -> bool:
     """
     graph = tf.compat.v1.get_default_graph()
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+
+
+class TensorBoardBase(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` with its two private hooks given public names.
+
+    Relies on (checked on Keras 3.12, 3.14, 3.15): `set_model` sets
+    `_log_write_dir` and `_val_dir`, and the validation writer is opened lazily
+    from `_val_dir`; `on_epoch_end` calls `_log_weights(epoch)` when
+    `histogram_freq` divides the epoch; `_train_writer` is the train run's
+    writer and `_log_weight_as_image(weight, name, epoch)` writes an image.
+
+    Subclasses set `validation_run` (the folder of the `val_` metrics) and
+    override `weight_to_log(layer, weight)`.
+    """
+
+    validation_run = "validation"
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._val_dir = os.path.join(self._log_write_dir, self.validation_run)
+
+    def weight_to_log(self, layer, weight):
+        """The tensor whose histogram stands for `weight` of `layer`, or None to skip it."""
+        return weight
+
+    def _log_weights(self, epoch):
+        with self._train_writer.as_default():
+            for layer in self.model.layers:
+                for weight in layer.weights:
+                    value = self.weight_to_log(layer, weight)
+                    if value is None:
+                        continue
+                    name = weight.path.replace(":", "_")
+                    self.summary.histogram(f"{name}/histogram", value, step=epoch)
+                    if self.write_images:
+                        self._log_weight_as_image(value, f"{name}/image", epoch)
+            self._train_writer.flush()

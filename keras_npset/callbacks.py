@@ -650,7 +650,7 @@ class TopologyLogger(keras.callbacks.Callback):
         return {"log_dir": self.log_dir, "histogram_freq": self.histogram_freq}
 
 
-class TensorBoard(keras.callbacks.TensorBoard):
+class TensorBoard(_keras.TensorBoardBase):
     """`keras.callbacks.TensorBoard` for models with SparseDense layers.
 
     The same callback, with two differences:
@@ -685,26 +685,11 @@ class TensorBoard(keras.callbacks.TensorBoard):
                 f"Received: validation_name={validation_name!r}"
             )
         self.validation_name = validation_name
+        self.validation_run = validation_name
 
-    def set_model(self, model):
-        super().set_model(model)
-        # Keras 3 names the validation run's folder here (`_val_dir`) and
-        # opens its writer lazily from it.
-        self._val_dir = os.path.join(self._log_write_dir, self.validation_name)
-
-    def _log_weights(self, epoch):
-        # Keras's `histogram_freq` hook, with SparseDense weights at their live size.
-        with self._train_writer.as_default():
-            for layer in self.model.layers:
-                for weight in layer.weights:
-                    value = _histogram_value(layer, weight)
-                    if value is None:
-                        continue
-                    name = weight.path.replace(":", "_")
-                    self.summary.histogram(f"{name}/histogram", value, step=epoch)
-                    if self.write_images:
-                        self._log_weight_as_image(value, f"{name}/image", epoch)
-            self._train_writer.flush()
+    def weight_to_log(self, layer, weight):
+        # SparseDense weights at their live size; no index storage.
+        return _histogram_value(layer, weight)
 
 
 def _histogram_value(layer, weight):

@@ -479,3 +479,27 @@ def test_in_xla_context():
     inner = tf.function(probe("nested"))
     tf.function(lambda x: inner(x), jit_compile=True)(tf.ones(2))
     assert seen == {"xla": True, "graph": False, "eager": False, "nested": True}
+
+
+def test_tensorboard_base_hooks(tmp_path):
+    class Only(_keras.TensorBoardBase):
+        validation_run = "held_out"
+
+        def weight_to_log(self, layer, weight):
+            return weight if "kernel" in weight.path else None
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    model.compile("sgd", "mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    model.fit(
+        x, y, validation_data=(x, y), epochs=1, verbose=0,
+        callbacks=[Only(log_dir=str(tmp_path), histogram_freq=1)],
+    )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held_out", "train"]
+    tags = set()
+    for path in (tmp_path / "train").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags |= {v.tag for v in event.summary.value}
+    hist = {t for t in tags if t.endswith("/histogram")}
+    assert hist == {"sequential/d/kernel/histogram"}, tags
