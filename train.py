@@ -6,8 +6,8 @@ Usage:
     python train.py --config configs/lung_discrete.toml \\
         --set model.method=set --set train.epochs=20 --set data.path=/data/lung_discrete.mat
 
-Every key of keras_npset/config.py can be overridden with --set KEY=VALUE (dotted key,
-TOML value; a bare word is a string). Results go to output.dir (see keras_npset.experiment).
+Every key of keras_npset/experiments/config.py can be overridden with --set KEY=VALUE (dotted key,
+TOML value; a bare word is a string). Results go to output.dir (see keras_npset.experiments.run).
 
 Resuming: the run saves a checkpoint into output.dir after every epoch. If it is killed,
 re-run the same command: it continues from the last completed epoch and ends exactly as
@@ -49,9 +49,9 @@ def _native_stderr_silenced():
 with _native_stderr_silenced():
     import tensorflow as tf
 
-    from keras_npset import run_dir
-    from keras_npset.config import load_config, valid_keys
-    from keras_npset.data import load_from_config
+    from keras_npset.experiments import run_dir
+    from keras_npset.experiments.config import load_config, valid_keys
+    from keras_npset.experiments.data import load_from_config
 
     tf.config.list_physical_devices()
 
@@ -147,10 +147,10 @@ def _main(args: argparse.Namespace) -> int:
         if state == "complete":
             print(f"complete: {cfg.output.dir} already holds the results of this run")
             return 0
-        from keras_npset import experiment
+        from keras_npset.experiments import run as run_lib
 
         try:
-            experiment.run(cfg, dataset, resume=True)
+            run_lib.run(cfg, dataset, resume=True)
         except Exception as e:  # one line, not a traceback; the checkpoint is kept
             return _fail(e, code=1, prefix=f"training failed ({type(e).__name__}): ")
         return 0

@@ -1,10 +1,10 @@
-"""Tests for keras_npset.config: defaults, TOML files, overrides and every rejected input."""
+"""Tests for keras_npset.experiments.config: defaults, TOML, overrides, every rejected input."""
 
 import json
 
 import pytest
 
-from keras_npset import config as C
+from keras_npset.experiments import config as C
 
 
 def _write(tmp_path, text, name="c.toml"):

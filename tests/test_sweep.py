@@ -1,4 +1,4 @@
-"""keras_npset.sweep: the same per-run results serially, on worker processes and on Ray;
+"""keras_npset.experiments.sweep: the same per-run results serially, on worker processes and on Ray;
 killed workers are restarted and resume; finished runs are reused; failures are reported.
 
 One tiny grid (SET and NPSET on synthetic data, 4 epochs, hidden [16, 16]) is trained
@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_npset import run_dir, sweep
+from keras_npset.experiments import run_dir, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 4
@@ -221,7 +221,7 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
     args = ["--methods", "npset", "--runs-dir", str(tmp_path)]
     for item in TINY:
         args += ["--set", item]
-    argv = [sys.executable, "-m", "keras_npset.sweep", *args, "--workers", "1"]
+    argv = [sys.executable, "-m", "keras_npset.experiments.sweep", *args, "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_npset.config import METHODS, SIGMOID_LOSSES, SPARSE_METHODS, Config
+from keras_npset.experiments.config import METHODS, SIGMOID_LOSSES, SPARSE_METHODS, Config
 
 OUTPUT_NAME = "output"
 # Epochs between the degree histograms of a run's TensorBoard log. Writing them

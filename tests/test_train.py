@@ -247,7 +247,7 @@ def test_config_values_are_never_evaluated(capsys, tmp_path):
     # Configs are TOML data: code-like text stays a string (and is then rejected).
     marker = tmp_path / "pwned"
     code = f"__import__('os').system('touch {marker}')"
-    from keras_npset.config import load_config
+    from keras_npset.experiments.config import load_config
 
     assert load_config(None, [f"data.path={code}"]).data.path == code
     assert "Data file not found" in _main_error(capsys, "--set", f"data.path={code}")

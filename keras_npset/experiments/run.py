@@ -40,9 +40,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_npset import checkpoint, data_order, models, run_dir
-from keras_npset import data as data_lib
-from keras_npset.config import Config, config_to_dict
+from keras_npset import checkpoint
+from keras_npset.experiments import data as data_lib
+from keras_npset.experiments import data_order, models, run_dir
+from keras_npset.experiments.config import Config, config_to_dict
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -374,7 +375,7 @@ def run(
     """Trains `cfg.model.method` as configured and writes the run folder.
 
     Epoch `e` visits the training samples in an order that depends only on
-    the seed and `e` (see `keras_npset.data_order`), so a resumed run sees the
+    the seed and `e` (see `keras_npset.experiments.data_order`), so a resumed run sees the
     same batches as an uninterrupted one.
 
     Args:
@@ -392,13 +393,13 @@ def run(
             checkpoint is deleted once `results.json` is written. The caller
             must make sure the folder holds a run of the same config and that no
             other process writes to it (`train.py` does both, see
-            `keras_npset.run_dir`). Defaults to `False`.
+            `keras_npset.experiments.run_dir`). Defaults to `False`.
 
     Returns:
         The results dict written to `results.json`.
 
     Raises:
-        ValueError: for invalid data (see `keras_npset.data.load_mat`).
+        ValueError: for invalid data (see `keras_npset.experiments.data.load_mat`).
     """
     started = time.time()
     out = cfg.output.dir

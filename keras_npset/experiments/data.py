@@ -19,7 +19,7 @@ import scipy.io
 import scipy.sparse
 
 if TYPE_CHECKING:
-    from keras_npset.config import DataConfig
+    from keras_npset.experiments.config import DataConfig
 
 _KEY_PAIRS = (("X", "Y"), ("fea", "gnd"))
 STD_EPSILON = 1e-4
