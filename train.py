@@ -24,6 +24,12 @@ import contextlib
 import os
 import sys
 
+# None of these imports TensorFlow: a bad config, data file or output folder is rejected
+# before TensorFlow loads, in well under a second (tests/test_train.py checks it).
+from keras_npset.experiments import run_dir
+from keras_npset.experiments.config import load_config, valid_keys
+from keras_npset.experiments.data import load_from_config
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -42,18 +48,19 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-# keras_npset/__init__.py imports TensorFlow; its start-up chatter would bury the one-line
-# error messages this script promises. Listing the devices initialises them here too, so the
-# "failed call to cuInit" error line that TensorFlow prints on a machine without a GPU (at
-# its first device query, whatever TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
-with _native_stderr_silenced():
-    import tensorflow as tf
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow without its start-up chatter on stderr.
 
-    from keras_npset.experiments import run_dir
-    from keras_npset.experiments.config import load_config, valid_keys
-    from keras_npset.experiments.data import load_from_config
+    The chatter would bury the one-line error messages this script promises. Listing
+    the devices initialises them here too, so the "failed call to cuInit" error line that
+    TensorFlow prints on a machine without a GPU (at its first device query, whatever
+    TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
+    """
+    with _native_stderr_silenced():
+        import tensorflow as tf
 
-    tf.config.list_physical_devices()
+        tf.config.list_physical_devices()
+
 
 _RESUME_HELP = """\
 resuming: a checkpoint is saved into output.dir after every epoch (written under a
@@ -147,6 +154,7 @@ def _main(args: argparse.Namespace) -> int:
         if state == "complete":
             print(f"complete: {cfg.output.dir} already holds the results of this run")
             return 0
+        import_tensorflow_quietly()
         from keras_npset.experiments import run as run_lib
 
         try:

@@ -53,8 +53,9 @@ METHODS = ("set", "npset")
 def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # train.py first: it silences TensorFlow's import-time output, as when run itself.
+    # TensorFlow through train.py: without its import-time output, as when train.py runs.
     train = importlib.import_module("train")
+    train.import_tensorflow_quietly()
 
     import keras
 

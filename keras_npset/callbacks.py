@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_npset import graph, surgery
+from keras_npset.choices import NEW_VALUE_INITS
 from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import (
@@ -51,7 +52,6 @@ from keras_npset.topology import (
 from keras_npset.validation import check_fraction, check_int
 
 _HOOK = "_keras_npset_topology_logging"
-NEW_VALUE_INITS = ("normal", "zeros")
 # Connections (all evolved layers together) from which `SETEvolution` runs its
 # deterministic NumPy work on a second thread. `benchmarks/bench_evolution.py`
 # measured 1.01x at 112k connections and 1.26x at 294k (Leukemia's MLP); below

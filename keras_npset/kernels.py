@@ -38,9 +38,10 @@ import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # XLA-context test; no public API
 
 from keras_npset import topology
+from keras_npset.choices import KERNEL_IMPLEMENTATIONS as IMPLEMENTATIONS
+from keras_npset.choices import XLA_KERNEL_IMPLEMENTATIONS
 
-IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
-JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
+JIT_COMPATIBLE = {impl: impl in XLA_KERNEL_IMPLEMENTATIONS for impl in IMPLEMENTATIONS}
 # Smallest batch for which "auto" uses the CSR path (see the module docstring).
 AUTO_CSR_MIN_BATCH = 16
 

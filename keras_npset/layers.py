@@ -8,20 +8,11 @@ import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
 from keras_npset import kernels, topology
+from keras_npset.choices import KERNEL_INITIALIZERS
+from keras_npset.choices import VARIANCE_SCALING_INITIALIZERS as _VALUE_INITIALIZERS
 from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import erdos_renyi_indices
 
-# Variance-scaling schemes for the kernel values, computed with the *sparse*
-# fans: a column has on average nnz / units inputs, a row nnz / input_dim outputs.
-_VALUE_INITIALIZERS = {
-    "glorot_uniform": (1.0, "fan_avg", "uniform"),
-    "glorot_normal": (1.0, "fan_avg", "normal"),
-    "he_uniform": (2.0, "fan_in", "uniform"),
-    "he_normal": (2.0, "fan_in", "normal"),
-    "lecun_uniform": (1.0, "fan_in", "uniform"),
-    "lecun_normal": (1.0, "fan_in", "normal"),
-}
-KERNEL_INITIALIZERS = (*_VALUE_INITIALIZERS, "set_normal")
 # Widest layer (inputs or units) the int32 index storage can address.
 MAX_WIDTH = 2**31 - 1
 

@@ -30,8 +30,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     Returns:
         The `keras.Model`.
     """
-    import keras_npset  # noqa: F401  (registers every serialisable class of the package)
+    import keras_npset
 
+    keras_npset._import_all()  # registers every serialisable class of the package
     return keras.saving.load_model(
         filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
     )

@@ -52,6 +52,29 @@ def test_bad_key():
     _assert_one_line_error(proc, "'model.widht'", "Valid keys:", "model.hidden")
 
 
+def test_bad_key_fails_before_tensorflow_is_imported():
+    # train.py as `python train.py --config X --set bad.key=1` runs it, then a look at
+    # what it imported: the one-line error comes before TensorFlow loads.
+    config = str(ROOT / "configs" / "leukemia.toml")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', '--config', {config!r}, '--set', 'bad.key=1']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('loaded:', loaded)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    _assert_one_line_error(proc, "Unknown config key 'bad.key'")
+    assert "loaded: []" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize(
     "override, fragment",
     [

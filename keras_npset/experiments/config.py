@@ -1,8 +1,8 @@
 """Typed experiment configuration: defaults, TOML files and `--set` overrides.
 
 All defaults live in the dataclasses below and are the paper's setting
-(Liu, Mocanu & Pechenizkiy 2019, with the unstated values recovered in
-`NOTES.md`). Config files hold only what differs from them. With no file,
+(Liu, Mocanu & Pechenizkiy 2019, with the values it leaves unstated recovered from
+its own tables: `docs/paper.md`). Config files hold only what differs from them. With no file,
 `load_config` applies `QUICK_RUN`, a small synthetic run that finishes in
 about a minute on two CPU cores (`configs/default.toml` holds the same values).
 
@@ -11,6 +11,9 @@ Example:
 ```python
 cfg = load_config("configs/leukemia.toml", ["train.epochs=5", "model.hidden=[300,300]"])
 ```
+
+This module imports nothing that imports TensorFlow or Keras (`tests/test_config.py`
+checks it), so `train.py` rejects a bad file or `--set` at once.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ import tomllib
 import typing
 from typing import Any
 
-from keras_npset.callbacks import NEW_VALUE_INITS
-from keras_npset.kernels import IMPLEMENTATIONS
-from keras_npset.layers import KERNEL_INITIALIZERS
+# The valid choices of library options, from the library's TensorFlow-free modules.
+from keras_npset.choices import (
+    KERNEL_IMPLEMENTATIONS,
+    KERNEL_INITIALIZERS,
+    NEW_VALUE_INITS,
+    XLA_KERNEL_IMPLEMENTATIONS,
+)
 from keras_npset.topology import CRITERIA
 
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
@@ -30,9 +37,27 @@ SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
 LOSSES = ("set_squared_error", "mse", "categorical_crossentropy")
 # Losses trained on a sigmoid output layer (the others use softmax).
 SIGMOID_LOSSES = ("set_squared_error", "mse")
-# The valid choices below are owned by the modules that implement them.
-INITS = NEW_VALUE_INITS
-KERNEL_IMPLS = IMPLEMENTATIONS
+
+
+def pruned_hidden(method: str, n_hidden: int) -> list[int]:
+    """The hidden layers (0-based) whose neurons `method` prunes; empty for the others.
+
+    `npset` prunes every hidden layer, `npset_1st` the first, `npset_2nd` the second.
+
+    Raises:
+        ValueError: for `npset_2nd` with fewer than 2 hidden layers.
+    """
+    if method == "npset":
+        return list(range(n_hidden))
+    if method == "npset_1st":
+        return [0] if n_hidden else []
+    if method == "npset_2nd":
+        if n_hidden < 2:
+            raise ValueError(
+                f"`npset_2nd` needs at least 2 hidden layers. Received: n_hidden={n_hidden}"
+            )
+        return [1]
+    return []
 
 
 class ConfigError(ValueError):
@@ -80,7 +105,7 @@ class ModelConfig:
     # Neuron pruning never shrinks a layer below this many units.
     min_units: int = 1
     # Sparse kernel implementation of SparseDense: "auto", "gather", "csr" or
-    # "sparse_dense_matmul" (see keras_npset.kernels).
+    # "sparse_dense_matmul" (see keras_npset.kernels; jit_compile needs auto or gather).
     kernel_impl: str = "auto"
     # Initial weights (all layers): "set_normal", N(0, 1) / 10 as the original SET code, or a
     # Keras variance-scaling name (the fans of a sparse layer are its average degrees).
@@ -97,7 +122,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    # The paper does not state it; 100 leaves 50 epochs after pruning ends (NOTES.md).
+    # The paper does not state it; 100 leaves 50 epochs after pruning ends (docs/paper.md).
     epochs: int = 100
     batch_size: int = 2
     # SGD with momentum, as the original SET code.
@@ -269,9 +294,9 @@ def validate(cfg: Config) -> None:
         )
 
     choice("model.method", m.method, METHODS)
-    choice("model.init", m.init, INITS)
+    choice("model.init", m.init, NEW_VALUE_INITS)
     choice("model.criterion", m.criterion, CRITERIA)
-    choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLS)
+    choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLEMENTATIONS)
     choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
     choice("train.loss", t.loss, LOSSES)
     _check(
@@ -280,18 +305,19 @@ def validate(cfg: Config) -> None:
         f"model.hidden={m.hidden}",
     )
     _check(
-        not t.jit_compile or m.kernel_impl in ("auto", "gather"),
-        "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` auto or gather. "
-        f"Received: model.kernel_impl={m.kernel_impl!r}",
+        not t.jit_compile or m.kernel_impl in XLA_KERNEL_IMPLEMENTATIONS,
+        "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` "
+        f"{' or '.join(XLA_KERNEL_IMPLEMENTATIONS)}. Received: model.kernel_impl={m.kernel_impl!r}",
     )
-    pruned = {"npset": m.hidden, "npset_1st": m.hidden[:1], "npset_2nd": m.hidden[1:2]}
+    try:
+        pruned = [m.hidden[i] for i in pruned_hidden(m.method, len(m.hidden))]
+    except ValueError:
+        raise ConfigError(
+            f"`model.method` {m.method} prunes the second hidden layer and needs at least 2. "
+            f"Received: model.hidden={m.hidden}"
+        ) from None
     _check(
-        m.method != "npset_2nd" or len(m.hidden) >= 2,
-        f"`model.method` npset_2nd prunes the second hidden layer and needs at least 2. "
-        f"Received: model.hidden={m.hidden}",
-    )
-    _check(
-        m.method not in pruned or all(h >= m.min_units for h in pruned[m.method]),
+        all(h >= m.min_units for h in pruned),
         f"`model.min_units` must not exceed the width of a pruned hidden layer (pruning keeps "
         f"at least min_units neurons). Received: model.min_units={m.min_units}, "
         f"model.hidden={m.hidden}",

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import keras
 
-from keras_npset.experiments.config import METHODS, SIGMOID_LOSSES, SPARSE_METHODS, Config
+from keras_npset.experiments.config import (
+    METHODS,
+    SIGMOID_LOSSES,
+    SPARSE_METHODS,
+    Config,
+    pruned_hidden,
+)
 
 OUTPUT_NAME = "output"
 # Epochs between the degree histograms of a run's TensorBoard log. Writing them
@@ -33,19 +39,9 @@ def hidden_names(n_hidden: int) -> list[str]:
 
 
 def pruned_layers(method: str, n_hidden: int) -> list[str]:
-    """Names of the hidden layers whose neurons `method` prunes (empty if none)."""
+    """Names of the hidden layers whose neurons `method` prunes (see `config.pruned_hidden`)."""
     names = hidden_names(n_hidden)
-    if method == "npset":
-        return names
-    if method == "npset_1st":
-        return names[:1]
-    if method == "npset_2nd":
-        if n_hidden < 2:
-            raise ValueError(
-                f"`npset_2nd` needs at least 2 hidden layers. Received: n_hidden={n_hidden}"
-            )
-        return names[1:2]
-    return []
+    return [names[i] for i in pruned_hidden(method, n_hidden)]
 
 
 def _check_method(method: str) -> None:
