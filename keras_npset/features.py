@@ -210,31 +210,6 @@ def feature_ranking(model, criterion="strength") -> np.ndarray:
     return rank(scores, kept)
 
 
-def features_report(model, criterion="strength") -> dict:
-    """`features.json`'s content: every feature ranked, most important first."""
-    scores = feature_importance(model, criterion)
-    selection = find_selection(model)
-    kept = None if selection is None else selection.kept_indices()
-    order = rank(scores, kept)
-    report = {
-        "criterion": criterion,
-        "definition": (
-            "strength: sum of |weight| over the input neuron's connections in the first "
-            "SparseDense layer (QuickSelection); ties broken by lower index"
-            if criterion == "strength"
-            else "degree: number of connections of the input neuron in the first "
-            "SparseDense layer; ties broken by lower index"
-        ),
-        "n_features": int(scores.size),
-        "ranking": [int(i) for i in order],
-        "scores": [float(scores[i]) for i in order],
-    }
-    if kept is not None:
-        report["kept"] = [int(i) for i in kept]
-        report["n_kept"] = int(kept.size)
-    return report
-
-
 def _input_link(model) -> tuple[FeatureSelection, SparseDense]:
     """The `FeatureSelection` layer and the SparseDense layer it feeds directly."""
     selection = find_selection(model)

@@ -90,11 +90,6 @@ def test_optimizer_decay_is_the_originals_per_step_decay():
     np.testing.assert_allclose(w.numpy(), [2.0, -4.0] - 0.1 * g - 0.01 * np.array([2.0, -4.0]))
 
 
-def test_dense_params():
-    # Table 3's FC count for lung_discrete 325-300-300-7.
-    assert run_lib.dense_params(325, [300, 300], 7) == 189600
-
-
 # ---------------------------------------------------------------- runs
 
 
