@@ -33,7 +33,7 @@ from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import read, set_value
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import keep_units, take_with_source
-from keras_npset.validation import check_int
+from keras_npset.validation import check_choice, check_int, check_positive
 
 IMPORTANCE_CRITERIA = ("strength", "degree")
 
@@ -131,12 +131,6 @@ def find_selection(model) -> FeatureSelection | None:
     return found[0] if found else None
 
 
-def _check_choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"Expected `{name}` to be one of {options}. Received: {name}={value!r}")
-    return value
-
-
 def _row_scores(layer: SparseDense, criterion: str) -> np.ndarray:
     rows = layer.live_indices()[:, 0].astype(np.int64)
     if criterion == "degree":
@@ -167,7 +161,7 @@ def feature_importance(model, criterion="strength") -> np.ndarray:
     Returns:
         A float64 array of shape `(n_features,)`.
     """
-    _check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
+    check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
     layer = _first_sparse(model)
     if not layer.built:
         raise ValueError(
@@ -323,13 +317,8 @@ class InputPruning(_TopologyCallback):
         super().__init__(layers=None, seed=0)
         self.k = check_int("k", k, 1)
         self.schedule = PruningSchedule(start=start, epochs=epochs)
-        ok = isinstance(power, int | float | np.integer | np.floating) and not isinstance(
-            power, bool | np.bool_
-        )
-        if not ok or not np.isfinite(power) or power <= 0:
-            raise ValueError(f"Expected `power` to be a number > 0. Received: power={power!r}")
-        self.power = float(power)
-        self.criterion = _check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
+        self.power = check_positive("power", power)
+        self.criterion = check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
         self.events = []
 
     def on_train_begin(self, logs=None):

@@ -224,7 +224,7 @@ def test_wrong_types(override, expected_type):
 )
 def test_out_of_range(override):
     key = override.split("=")[0]
-    with pytest.raises(C.ConfigError, match=rf"`{key}` must .*Received: {key}=") as e:
+    with pytest.raises(C.ConfigError, match=rf"Expected `{key}` to be .*Received: {key}=") as e:
         C.load_config(None, [override])
     assert "\n" not in str(e.value)
 

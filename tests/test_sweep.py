@@ -119,7 +119,8 @@ def test_two_runs_into_one_folder_are_refused(tmp_path):
     [
         (["--grid", "model.alpha=0.1"], "non-empty TOML array"),
         (["--grid", "model.alpha=[0.1, 7]"], "model.alpha"),
-        (["--workers", "-2"], "--workers must be >= 0. Received: --workers -2"),
+        (["--workers", "-2"], "Expected `workers` to be an integer >= 0. Received: workers=-2"),
+        (["--cpus-per-run", "0"], "Received: cpus_per_run=0"),
         (["--workers", "2", "--ray", "local"], "not both"),
         (["--set", "model.zeta=2"], "model.zeta=2"),
     ],

@@ -208,7 +208,7 @@ def test_bad_data_keeps_output_dir(capsys, tmp_path, kind, fragment):
         (["model.min_units=0"], "model.min_units=0"),
         (["model.method=npset_2nd", "model.hidden=[8]"], "needs at least 2"),
         (["data.synthetic_samples=2", "data.train_fraction=0.4"], "empty train or test"),
-        (["model.hidden=[0,4]"], "positive widths"),
+        (["model.hidden=[0,4]"], "list of integers >= 1"),
         (["train.batch_size=0"], "train.batch_size=0"),
         (["train.learning_rate=-1"], "train.learning_rate=-1.0"),
         (["train.seed=1.5"], "train.seed=1.5"),

@@ -31,6 +31,15 @@ from keras_npset.choices import (
     XLA_KERNEL_IMPLEMENTATIONS,
 )
 from keras_npset.topology import CRITERIA
+from keras_npset.validation import (
+    check_choice,
+    check_dir,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    check_widths,
+)
 
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
 SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
@@ -284,26 +293,56 @@ def _check(cond: bool, message: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Range and choice checks; raises ConfigError naming the key and value."""
+    """Range and choice checks; raises ConfigError naming the key and value.
+
+    Each value is checked with `keras_npset.validation`, the checks the library's own
+    arguments use, named by its dotted key; then the rules that tie keys together.
+    """
+    try:
+        _check_values(cfg)
+    except ConfigError:
+        raise
+    except ValueError as e:  # from keras_npset.validation: one line, naming the key
+        raise ConfigError(str(e)) from None
+    _check_combinations(cfg)
+
+
+def _check_values(cfg: Config) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
+    check_number("data.train_fraction", d.train_fraction, 0, 1, open_min=True, open_max=True)
+    check_int("data.synthetic_samples", d.synthetic_samples, 2)
+    check_int("data.synthetic_features", d.synthetic_features, 1)
+    check_int("data.synthetic_informative", d.synthetic_informative, 1, d.synthetic_features)
+    check_int("data.synthetic_classes", d.synthetic_classes, 2)
+    check_choice("model.method", m.method, METHODS)
+    check_widths("model.hidden", m.hidden)
+    check_positive("model.epsilon", m.epsilon)
+    check_fraction("model.zeta", m.zeta)
+    check_fraction("model.alpha", m.alpha)
+    check_int("model.start", m.start, 0)
+    check_int("model.prune_epochs", m.prune_epochs, 0)
+    check_choice("model.init", m.init, NEW_VALUE_INITS)
+    check_choice("model.criterion", m.criterion, CRITERIA)
+    check_int("model.min_units", m.min_units, 1)
+    check_choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLEMENTATIONS)
+    check_choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
+    check_int("model.input_k", m.input_k, 0)  # 0 = no input pruning
+    check_int("model.input_start", m.input_start, 0)
+    check_int("model.input_prune_epochs", m.input_prune_epochs, 0)
+    check_int("train.epochs", t.epochs, 1)
+    check_int("train.batch_size", t.batch_size, 1)
+    check_positive("train.learning_rate", t.learning_rate)
+    check_fraction("train.momentum", t.momentum)
+    check_number("train.weight_decay", t.weight_decay, 0)
+    check_int("train.seed", t.seed, 0)
+    check_choice("train.loss", t.loss, LOSSES)
+    check_choice("train.verbose", t.verbose, (0, 1, 2))
+    check_int("train.steps_per_execution", t.steps_per_execution, 1)
+    check_dir("output.dir", cfg.output.dir)
 
-    def choice(key: str, value: str, options: tuple[str, ...]) -> None:
-        _check(
-            value in options,
-            f"`{key}` must be one of {', '.join(options)}. Received: {key}={value!r}",
-        )
 
-    choice("model.method", m.method, METHODS)
-    choice("model.init", m.init, NEW_VALUE_INITS)
-    choice("model.criterion", m.criterion, CRITERIA)
-    choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLEMENTATIONS)
-    choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
-    choice("train.loss", t.loss, LOSSES)
-    _check(
-        len(m.hidden) > 0 and all(h > 0 for h in m.hidden),
-        f"`model.hidden` must be a non-empty list of positive widths. Received: "
-        f"model.hidden={m.hidden}",
-    )
+def _check_combinations(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
     _check(
         not t.jit_compile or m.kernel_impl in XLA_KERNEL_IMPLEMENTATIONS,
         "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` "
@@ -322,42 +361,11 @@ def validate(cfg: Config) -> None:
         f"at least min_units neurons). Received: model.min_units={m.min_units}, "
         f"model.hidden={m.hidden}",
     )
-    for key, value, ok, rule in (
-        ("data.train_fraction", d.train_fraction, 0 < d.train_fraction < 1, "in (0, 1)"),
-        ("data.synthetic_samples", d.synthetic_samples, d.synthetic_samples >= 2, ">= 2"),
-        ("data.synthetic_features", d.synthetic_features, d.synthetic_features >= 1, ">= 1"),
-        (
-            "data.synthetic_informative",
-            d.synthetic_informative,
-            1 <= d.synthetic_informative <= d.synthetic_features,
-            "in [1, data.synthetic_features]",
-        ),
-        ("data.synthetic_classes", d.synthetic_classes, d.synthetic_classes >= 2, ">= 2"),
-        ("model.epsilon", m.epsilon, m.epsilon > 0, "> 0"),
-        ("model.zeta", m.zeta, 0 <= m.zeta < 1, "in [0, 1)"),
-        ("model.alpha", m.alpha, 0 <= m.alpha < 1, "in [0, 1)"),
-        ("model.start", m.start, m.start >= 0, ">= 0"),
-        ("model.prune_epochs", m.prune_epochs, m.prune_epochs >= 0, ">= 0"),
-        ("model.min_units", m.min_units, m.min_units >= 1, ">= 1"),
-        ("model.input_k", m.input_k, m.input_k >= 0, ">= 0 (0 = no input pruning)"),
-        ("model.input_start", m.input_start, m.input_start >= 0, ">= 0"),
-        ("model.input_prune_epochs", m.input_prune_epochs, m.input_prune_epochs >= 0, ">= 0"),
-        ("train.epochs", t.epochs, t.epochs >= 1, ">= 1"),
-        ("train.batch_size", t.batch_size, t.batch_size >= 1, ">= 1"),
-        ("train.learning_rate", t.learning_rate, t.learning_rate > 0, "> 0"),
-        ("train.momentum", t.momentum, 0 <= t.momentum < 1, "in [0, 1)"),
-        ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
-        ("train.seed", t.seed, t.seed >= 0, ">= 0"),
-        ("train.verbose", t.verbose, t.verbose in (0, 1, 2), "0, 1 or 2"),
-        ("train.steps_per_execution", t.steps_per_execution, t.steps_per_execution >= 1, ">= 1"),
-    ):
-        _check(ok, f"`{key}` must be {rule}. Received: {key}={value!r}")
     _check(
         m.input_k == 0 or m.method in SPARSE_METHODS,
         f"`model.input_k` > 0 (input pruning) needs a sparse method ({', '.join(SPARSE_METHODS)}). "
         f"Received: model.method={m.method!r}, model.input_k={m.input_k}",
     )
-    _check(bool(cfg.output.dir), "`output.dir` must not be empty. Received: output.dir=''")
 
 
 def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

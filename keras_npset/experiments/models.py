@@ -25,6 +25,7 @@ from keras_npset.experiments.config import (
     Config,
     pruned_hidden,
 )
+from keras_npset.validation import check_choice, check_widths
 
 OUTPUT_NAME = "output"
 # Epochs between the degree histograms of a run's TensorBoard log. Writing them
@@ -45,10 +46,7 @@ def pruned_layers(method: str, n_hidden: int) -> list[str]:
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(
-            f"`method` must be one of {', '.join(METHODS)}. Received: method={method!r}"
-        )
+    check_choice("method", method, METHODS)
 
 
 def final_widths(
@@ -135,8 +133,7 @@ def build_model(
         A functional `keras.Model` with layers `hidden_1, ..., output`.
     """
     _check_method(method)
-    if not hidden or any(h <= 0 for h in hidden):
-        raise ValueError(f"`hidden` must be non-empty positive widths. Received: hidden={hidden}")
+    check_widths("hidden", hidden)
     output_activation = "sigmoid" if loss in SIGMOID_LOSSES else "softmax"
     names = hidden_names(len(hidden)) + [OUTPUT_NAME]
     widths = list(hidden) + [n_classes]

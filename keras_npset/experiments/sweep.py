@@ -61,6 +61,7 @@ from keras_npset.experiments.config import (  # noqa: E402
     load_config,
     parse_value,
 )
+from keras_npset.validation import check_int  # noqa: E402
 
 # Test hook: "<epoch>:<marker file>" makes the first worker that starts that epoch
 # (and creates the marker) exit at once, as a killed process would.
@@ -370,11 +371,6 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-
-
 def run_grid(
     runs: Sequence[Run],
     workers: int = 0,
@@ -414,10 +410,10 @@ def run_grid(
     Raises:
         ValueError: for invalid arguments (named with the received value).
     """
-    _check_int("workers", workers, 0)
-    _check_int("retries", retries, 0)
+    check_int("workers", workers, 0)
+    check_int("retries", retries, 0)
     if cpus_per_run is not None:
-        _check_int("cpus_per_run", cpus_per_run, 1)
+        check_int("cpus_per_run", cpus_per_run, 1)
     if ray is not None and workers:
         raise ValueError(
             f"Give either `workers` or `ray`, not both. Received: workers={workers}, ray={ray!r}"
@@ -849,28 +845,17 @@ def main(argv: list[str] | None = None) -> int:
             axes=_parse_axes(args.grid),
             overrides=args.overrides,
         )
-        for name, value, low in (("--workers", args.workers, 0), ("--retries", args.retries, 0)):
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}. Received: {name} {value}")
-        if args.cpus_per_run is not None and args.cpus_per_run < 1:
-            raise ValueError(
-                f"--cpus-per-run must be >= 1. Received: --cpus-per-run {args.cpus_per_run}"
-            )
-        if args.workers and args.ray:
-            raise ValueError(
-                f"give --workers or --ray, not both. Received: --workers {args.workers} "
-                f"--ray {args.ray}"
-            )
     except ValueError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-
-    from keras_npset.experiments import run as run_lib
 
     summary_path = os.path.join(args.runs_dir, "sweep.json")
     ended: dict[int, Outcome] = {}
 
     def write(i: int, outcome: Outcome) -> None:
+        # Imported here: run_grid checks its arguments before TensorFlow loads.
+        from keras_npset.experiments import run as run_lib
+
         ended[i] = outcome
         partial = SweepReport([ended[k] for k in sorted(ended)])
         run_lib.write_json(summary_path, {"args": vars(args), "runs": _summary(partial)})
