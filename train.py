@@ -49,7 +49,7 @@ def _native_stderr_silenced():
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow without its start-up chatter on stderr.
+    """Imports TensorFlow and Keras without their start-up chatter on stderr.
 
     The chatter would bury the one-line error messages this script promises. Listing
     the devices initialises them here too, so the "failed call to cuInit" error line that
@@ -57,6 +57,7 @@ def import_tensorflow_quietly() -> None:
     TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
     """
     with _native_stderr_silenced():
+        import keras  # noqa: F401
         import tensorflow as tf
 
         tf.config.list_physical_devices()

@@ -164,11 +164,9 @@ def run_ranking(folder):
     if os.path.exists(features):
         with open(features) as f:
             return np.asarray(json.load(f)["ranking"])
-    import keras
-
     import keras_npset
 
-    model = keras.saving.load_model(os.path.join(folder, "model.keras"))
+    model = keras_npset.load_model(os.path.join(folder, "model.keras"))
     return keras_npset.feature_ranking(model)
 
 

@@ -55,6 +55,7 @@ import keras
 import numpy as np
 from keras.src.saving import saving_lib  # the traversal behind model.save / load_model
 
+from keras_npset.saving import register_classes
 from keras_npset.validation import check_dir, check_int
 
 FORMAT_VERSION = 2
@@ -263,6 +264,7 @@ def restore_training_state(path, callbacks=None, custom_objects=None):
             "Expected `callbacks` to contain the stateful callbacks of the saved run, in "
             f"order: {[entry['class'] for entry in saved]}. Received: callbacks={names}"
         )
+    register_classes()  # the saved model may hold any of them (a SETSquaredError loss)
     # safe_mode=True explicitly: a checkpoint folder may come from elsewhere,
     # and a saved config must never run code (Lambda layers) on loading.
     if state["format"] == 1:
