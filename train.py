@@ -6,8 +6,8 @@ Usage:
     python train.py --config configs/lung_discrete.toml \\
         --set model.method=set --set train.epochs=20 --set data.path=/data/lung_discrete.mat
 
-Every key of keras_npset/config.py can be overridden with --set KEY=VALUE (dotted key,
-TOML value; a bare word is a string). Results go to output.dir (see keras_npset.experiment).
+Every key of keras_npset/experiments/config.py can be overridden with --set KEY=VALUE (dotted key,
+TOML value; a bare word is a string). Results go to output.dir (see keras_npset.experiments.run).
 
 Resuming: the run saves a checkpoint into output.dir after every epoch. If it is killed,
 re-run the same command: it continues from the last completed epoch and ends exactly as
@@ -23,6 +23,12 @@ import argparse
 import contextlib
 import os
 import sys
+
+# None of these imports TensorFlow: a bad config, data file or output folder is rejected
+# before TensorFlow loads, in well under a second (tests/test_train.py checks it).
+from keras_npset.experiments import run_dir
+from keras_npset.experiments.config import load_config, valid_keys
+from keras_npset.experiments.data import load_from_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,18 +48,20 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-# keras_npset/__init__.py imports TensorFlow; its start-up chatter would bury the one-line
-# error messages this script promises. Listing the devices initialises them here too, so the
-# "failed call to cuInit" error line that TensorFlow prints on a machine without a GPU (at
-# its first device query, whatever TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
-with _native_stderr_silenced():
-    import tensorflow as tf
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras without their start-up chatter on stderr.
 
-    from keras_npset import run_dir
-    from keras_npset.config import load_config, valid_keys
-    from keras_npset.data import load_from_config
+    The chatter would bury the one-line error messages this script promises. Listing
+    the devices initialises them here too, so the "failed call to cuInit" error line that
+    TensorFlow prints on a machine without a GPU (at its first device query, whatever
+    TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
+    """
+    with _native_stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
 
-    tf.config.list_physical_devices()
+        tf.config.list_physical_devices()
+
 
 _RESUME_HELP = """\
 resuming: a checkpoint is saved into output.dir after every epoch (written under a
@@ -147,10 +155,11 @@ def _main(args: argparse.Namespace) -> int:
         if state == "complete":
             print(f"complete: {cfg.output.dir} already holds the results of this run")
             return 0
-        from keras_npset import experiment
+        import_tensorflow_quietly()
+        from keras_npset.experiments import run as run_lib
 
         try:
-            experiment.run(cfg, dataset, resume=True)
+            run_lib.run(cfg, dataset, resume=True)
         except Exception as e:  # one line, not a traceback; the checkpoint is kept
             return _fail(e, code=1, prefix=f"training failed ({type(e).__name__}): ")
         return 0

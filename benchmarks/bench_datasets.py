@@ -31,8 +31,9 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks.bench_epoch import EpochClock, TimedSET  # noqa: E402
-from keras_npset import data, data_order, experiment, models  # noqa: E402
-from keras_npset.config import load_config  # noqa: E402
+from keras_npset.experiments import data, data_order, models  # noqa: E402
+from keras_npset.experiments import run as run_lib  # noqa: E402
+from keras_npset.experiments.config import load_config  # noqa: E402
 
 
 def available(data_dir, names=None):
@@ -58,7 +59,7 @@ def measure(config, path, args):
     epochs = args.epochs + 1  # SET does not evolve after the last epoch
     batches, steps = data_order.epoch_batches(x, y, cfg.train.batch_size, args.seed, 0, epochs)
     keras.utils.set_random_seed(args.seed)
-    model = experiment.compiled_model(cfg, dataset, widths)  # as train.py builds and compiles
+    model = run_lib.compiled_model(cfg, dataset, widths)  # as train.py builds and compiles
     clock = EpochClock()
     evolution = TimedSET(zeta=cfg.model.zeta, init=cfg.model.init, seed=args.seed)
     model.fit(

@@ -50,7 +50,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from keras_npset import NeuronPruning, SETEvolution, SparseDense, data_order  # noqa: E402
+from keras_npset import NeuronPruning, SETEvolution, SparseDense  # noqa: E402
+from keras_npset.experiments import data_order  # noqa: E402
 
 
 def load(path, train=48, seed=0):

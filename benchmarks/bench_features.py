@@ -84,7 +84,7 @@ def _load(path):
 
 
 def _save(results, path):
-    from keras_npset.experiment import write_json
+    from keras_npset.experiments.run import write_json
 
     write_json(path, results)
 
@@ -96,7 +96,7 @@ def _complete(folder):
 
 
 def _config(args, name, method, seed, out, base=None, extra=()):
-    from keras_npset.config import config_from_dict, load_config
+    from keras_npset.experiments.config import config_from_dict, load_config
 
     overrides = [
         f"model.method={method}",
@@ -109,7 +109,7 @@ def _config(args, name, method, seed, out, base=None, extra=()):
     ]
     if base is not None:  # the SET run's own config, so the split and settings match
         cfg = config_from_dict(base)
-        from keras_npset.config import apply_override, validate
+        from keras_npset.experiments.config import apply_override, validate
 
         for override in overrides:
             apply_override(cfg, override)
@@ -122,10 +122,10 @@ def _config(args, name, method, seed, out, base=None, extra=()):
 
 
 def _train(cfg, log):
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     log(f"  training {cfg.model.method} (input_k={cfg.model.input_k}) -> {cfg.output.dir}")
-    experiment.run(cfg, resume=True, log=None)
+    run_lib.run(cfg, resume=True, log=None)
 
 
 def find_run(args, name, method, seed, log):
@@ -164,17 +164,15 @@ def run_ranking(folder):
     if os.path.exists(features):
         with open(features) as f:
             return np.asarray(json.load(f)["ranking"])
-    import keras
-
     import keras_npset
 
-    model = keras.saving.load_model(os.path.join(folder, "model.keras"))
+    model = keras_npset.load_model(os.path.join(folder, "model.keras"))
     return keras_npset.feature_ranking(model)
 
 
 def run_dataset(folder, seed):
-    from keras_npset import data
-    from keras_npset.config import config_from_dict
+    from keras_npset.experiments import data
+    from keras_npset.experiments.config import config_from_dict
 
     with open(os.path.join(folder, "config.json")) as f:
         cfg = config_from_dict(json.load(f)["config"])
@@ -212,7 +210,7 @@ def evaluate(args, name, seed, results, log):
         data_cfg, dataset = run_dataset(set_folder, seed)
     else:
         cfg = _config(args, name, "set", seed, os.path.join(args.work_dir, "unused"))
-        from keras_npset import data
+        from keras_npset.experiments import data
 
         data_cfg, dataset = cfg.data, data.load_from_config(cfg.data, seed)
     ks = [k for k in args.ks if k < dataset.n_features]
@@ -275,7 +273,9 @@ def measure_shrink(args, results, log):
         return
     import keras
 
-    from keras_npset import data, experiment, features, surgery
+    from keras_npset import features, surgery
+    from keras_npset.experiments import data
+    from keras_npset.experiments import run as run_lib
 
     out = os.path.join(args.work_dir, "unused")
     cfg = _config(args, name, "set", 0, out, extra=["model.input_k=1"])
@@ -285,8 +285,8 @@ def measure_shrink(args, results, log):
         return
     k = max(ks)
     widths = [int(h) for h in cfg.model.hidden]
-    full = experiment.compiled_model(cfg, dataset, widths)
-    pruned = experiment.compiled_model(cfg, dataset, widths)
+    full = run_lib.compiled_model(cfg, dataset, widths)
+    pruned = run_lib.compiled_model(cfg, dataset, widths)
     selection, layer = features._input_link(pruned)
     before = {"input_dim": layer.input_dim, "nnz": layer.nnz}
     keep = np.sort(features.rank(features._row_scores(layer, "strength"))[:k])
@@ -476,7 +476,7 @@ def main(argv=None):
         _save(results, args.output)
     text = table(results, args.ks)
     print(text)
-    from keras_npset.experiment import write_text
+    from keras_npset.experiments.run import write_text
 
     write_text(os.path.splitext(args.output)[0] + ".md", text)
     return 0

@@ -53,12 +53,13 @@ METHODS = ("set", "npset")
 def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # train.py first: it silences TensorFlow's import-time output, as when run itself.
+    # TensorFlow through train.py: without its import-time output, as when train.py runs.
     train = importlib.import_module("train")
+    train.import_tensorflow_quietly()
 
     import keras
 
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     class EpochClock(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -71,13 +72,13 @@ def _child(clock_path: str, train_args: list[str]) -> int:
             with open(clock_path, "w") as f:
                 json.dump({"epoch_s": np.diff(self.ends).tolist()}, f)
 
-    run = experiment.run
+    run = run_lib.run
 
     def run_with_clock(*args, **kwargs):
         kwargs["extra_callbacks"] = [*(kwargs.get("extra_callbacks") or []), EpochClock()]
         return run(*args, **kwargs)
 
-    experiment.run = run_with_clock
+    run_lib.run = run_with_clock
     return train.main(train_args)
 
 

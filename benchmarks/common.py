@@ -10,7 +10,8 @@ import time
 import keras
 import numpy as np
 
-from keras_npset import SparseDense, experiment
+from keras_npset import SparseDense
+from keras_npset.experiments import run as run_lib
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -107,7 +108,7 @@ def write_json(name: str, payload: dict) -> str:
     does the work (temporary file beside the target, then rename).
     """
     path = os.path.join(RESULTS_DIR, name)
-    experiment.write_json(path, payload)
+    run_lib.write_json(path, payload)
     return path
 
 

@@ -12,7 +12,7 @@ The paper leaves two choices of its code unstated that change its tables:
 Both studies use every other setting of the paper configs (`configs/<dataset>.toml`),
 the paper's loss included. Run folders go to `--runs-dir/<variant>/<dataset>/<method>/
 seed<k>`; a finished run with the same config is reused, so the command continues an
-interrupted study. Runs go through `keras_npset.sweep`, so `--workers N` trains N at a
+interrupted study. Runs go through `keras_npset.experiments.sweep`, so `--workers N` trains N at a
 time and `--ray ADDRESS` on a Ray cluster. Example:
 
     python benchmarks/paper_recipe.py --data-dir /path/to/scikit-feature \\
@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import reproduce_paper as rp  # noqa: E402
-from keras_npset.config import ConfigError, load_config  # noqa: E402
+from keras_npset.experiments.config import ConfigError, load_config  # noqa: E402
 
 CRITERIA = ("out", "total", "in")
 INITIALIZERS = ("set_normal", "glorot_uniform")
@@ -95,7 +95,7 @@ def params_after_pruning(result: dict[str, Any]) -> int:
 
 
 def _complete(cfg) -> bool:
-    from keras_npset import run_dir
+    from keras_npset.experiments import run_dir
 
     try:
         return os.path.isdir(cfg.output.dir) and run_dir.inspect(cfg.output.dir, cfg) == "complete"
@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from keras_npset import experiment, sweep
+    from keras_npset.experiments import run as run_lib
+    from keras_npset.experiments import sweep
 
     rows: list[dict[str, Any]] = []
 
@@ -203,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 + r["seed"]
             )
         )
-        experiment.write_text(args.out + ".md", report(rows, paper))
-        experiment.write_json(args.out + ".json", {"runs_dir": args.runs_dir, "rows": rows})
+        run_lib.write_text(args.out + ".md", report(rows, paper))
+        run_lib.write_json(args.out + ".json", {"runs_dir": args.runs_dir, "rows": rows})
 
     todo = runs
     if args.collect_only:

@@ -5,14 +5,14 @@ Example (one dataset, one seed, a few epochs, to check the pipeline):
     python benchmarks/reproduce_paper.py --data-dir /path/to/scikit-feature \\
         --datasets lung_discrete --methods set npset --seeds 0 --epochs 5 --out lung.md
 
-Each run is `keras_npset.experiment.run` on `configs/<dataset>.toml` with
+Each run is `keras_npset.experiments.run.run` on `configs/<dataset>.toml` with
 `data.path = DIR/<dataset>.mat`, written to `--runs-dir/<dataset>/<method>/seed<k>`.
 The Markdown report puts our max and final test accuracy (mean +- std over seeds)
 beside the paper's Table 2, and our parameter / neuron counts beside Table 3
 (read from `benchmarks/paper_tables.csv`). All results also go to `FILE.json`.
 A full reproduction (15 datasets x 6 methods x 100 epochs) takes days on a CPU:
 `--workers N` trains N runs at a time in separate processes, `--ray ADDRESS` (or
-`local`) on a Ray cluster (see `keras_npset.sweep`, docs/sweeps.md). Finished runs
+`local`) on a Ray cluster (see `keras_npset.experiments.sweep`, docs/sweeps.md). Finished runs
 are reused and killed ones resume, so the same command continues an interrupted grid.
 """
 
@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from keras_npset.config import ConfigError, load_config  # noqa: E402
+from keras_npset.experiments.config import ConfigError, load_config  # noqa: E402
 
 PAPER_TABLES = os.path.join(ROOT, "benchmarks", "paper_tables.csv")
 PAPER_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc")
@@ -356,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def collect(paths: list[str], out: str, paper: dict[str, dict[str, str]]) -> str:
     """One report from the JSON outputs of several invocations (e.g. different seed counts)."""
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     results, notes, epochs = [], [], set()
     for path in paths:
@@ -366,8 +366,8 @@ def collect(paths: list[str], out: str, paper: dict[str, dict[str, str]]) -> str
         notes += [n for n in part.get("notes", []) if n not in notes]
         epochs.add(part["args"]["epochs"])
     report = markdown_report(results, paper, "/".join(str(e) for e in sorted(epochs)), notes)
-    experiment.write_text(out, report)
-    experiment.write_json(
+    run_lib.write_text(out, report)
+    run_lib.write_json(
         os.path.splitext(out)[0] + ".json", {"collected": paths, "results": results, "notes": notes}
     )
     return report
@@ -421,21 +421,21 @@ def main(argv: list[str] | None = None) -> int:
             "than Table 3's."
         )
 
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     def write(results: list[dict[str, Any]]) -> str:
         report = markdown_report(results, paper, args.epochs, notes)
-        experiment.write_text(args.out, report)
-        experiment.write_json(
+        run_lib.write_text(args.out, report)
+        run_lib.write_json(
             os.path.splitext(args.out)[0] + ".json",
             {"args": vars(args), "results": results, "notes": notes},
         )
         return report
 
-    from keras_npset import sweep
+    from keras_npset.experiments import sweep
 
     # Finished runs are reused, killed ones resume, a folder of another config is moved
-    # aside; see keras_npset.sweep.
+    # aside; see keras_npset.experiments.sweep.
     done: dict[int, dict[str, Any]] = {}
 
     def ended(i: int, outcome: sweep.Outcome) -> None:

@@ -14,38 +14,74 @@
   strength of their connections; `InputPruning` + `FeatureSelection` prune
   input neurons during training (feature selection).
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
+
+`import keras_npset` imports neither TensorFlow nor Keras: the public names load
+on first use (PEP 562), all modules together, so that from then on every
+serialisable class of the package is registered with Keras, as an eager import
+would leave it. Submodules that need no TensorFlow (`keras_npset.topology`,
+`schedules`, `choices`, `validation`, `experiments.config`) can thus be imported
+on their own, cheaply.
 """
 
-from keras_npset.callbacks import NeuronPruning, SETEvolution, TensorBoard, TopologyLogger
-from keras_npset.export import to_dense_model
-from keras_npset.features import (
-    FeatureSelection,
-    InputPruning,
-    feature_importance,
-    feature_ranking,
-)
-from keras_npset.graph import topology_stats
-from keras_npset.layers import SparseDense
-from keras_npset.losses import SETSquaredError
-from keras_npset.saving import load_model
-from keras_npset.schedules import PruningSchedule, final_width
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FeatureSelection",
-    "InputPruning",
-    "NeuronPruning",
-    "PruningSchedule",
-    "SETEvolution",
-    "SETSquaredError",
-    "SparseDense",
-    "TensorBoard",
-    "TopologyLogger",
-    "feature_importance",
-    "feature_ranking",
-    "final_width",
-    "load_model",
-    "to_dense_model",
-    "topology_stats",
-]
+# Every public name and the module that defines it.
+_EXPORTS = {
+    "FeatureSelection": "keras_npset.features",
+    "InputPruning": "keras_npset.features",
+    "NeuronPruning": "keras_npset.callbacks",
+    "PruningSchedule": "keras_npset.schedules",
+    "SETEvolution": "keras_npset.callbacks",
+    "SETSquaredError": "keras_npset.losses",
+    "SparseDense": "keras_npset.layers",
+    "TensorBoard": "keras_npset.callbacks",
+    "TopologyLogger": "keras_npset.callbacks",
+    "feature_importance": "keras_npset.features",
+    "feature_ranking": "keras_npset.features",
+    "final_width": "keras_npset.schedules",
+    "load_model": "keras_npset.saving",
+    "to_dense_model": "keras_npset.export",
+    "topology_stats": "keras_npset.graph",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def _import_all() -> None:
+    """Imports every public name into the package (and so registers every Keras class)."""
+    for name, module in _EXPORTS.items():
+        globals()[name] = getattr(importlib.import_module(module), name)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _import_all()
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ above
+    from keras_npset.callbacks import NeuronPruning as NeuronPruning
+    from keras_npset.callbacks import SETEvolution as SETEvolution
+    from keras_npset.callbacks import TensorBoard as TensorBoard
+    from keras_npset.callbacks import TopologyLogger as TopologyLogger
+    from keras_npset.export import to_dense_model as to_dense_model
+    from keras_npset.features import FeatureSelection as FeatureSelection
+    from keras_npset.features import InputPruning as InputPruning
+    from keras_npset.features import feature_importance as feature_importance
+    from keras_npset.features import feature_ranking as feature_ranking
+    from keras_npset.graph import topology_stats as topology_stats
+    from keras_npset.layers import SparseDense as SparseDense
+    from keras_npset.losses import SETSquaredError as SETSquaredError
+    from keras_npset.saving import load_model as load_model
+    from keras_npset.schedules import PruningSchedule as PruningSchedule
+    from keras_npset.schedules import final_width as final_width

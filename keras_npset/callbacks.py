@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_npset import _keras, graph, surgery
+from keras_npset.choices import NEW_VALUE_INITS
 from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
@@ -50,10 +51,9 @@ from keras_npset.topology import (
     sample_free_positions,
     select_neurons,
 )
-from keras_npset.validation import check_fraction, check_int
+from keras_npset.validation import check_choice, check_dir, check_fraction, check_int, check_seed
 
 _HOOK = "_keras_npset_topology_logging"
-NEW_VALUE_INITS = ("normal", "zeros")
 # Connections (all evolved layers together) from which `SETEvolution` runs its
 # deterministic NumPy work on a second thread. `benchmarks/bench_evolution.py`
 # measured 1.01x at 112k connections and 1.26x at 294k (Leukemia's MLP); below
@@ -140,14 +140,6 @@ def _check_layers(layers):
     return list(layers)
 
 
-def _check_seed(seed):
-    if seed is not None and (
-        isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or seed < 0
-    ):
-        raise ValueError(f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}")
-    return None if seed is None else int(seed)
-
-
 def _is_built(model) -> bool:
     return model.built and all(layer.built for layer in model.layers)
 
@@ -158,7 +150,7 @@ class _TopologyCallback(keras.callbacks.Callback):
     def __init__(self, layers=None, seed=None):
         super().__init__()
         self.layers = _check_layers(layers)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed("seed", seed)
         self._rng = None
         self._hook = None
         self._resume = False
@@ -276,11 +268,7 @@ class SETEvolution(_TopologyCallback):
     def __init__(self, zeta=0.3, init="normal", seed=None, layers=None):
         super().__init__(layers=layers, seed=seed)
         self.zeta = check_fraction("zeta", zeta)
-        if init not in NEW_VALUE_INITS:
-            raise ValueError(
-                f"Expected `init` to be one of {NEW_VALUE_INITS}. Received: init={init!r}"
-            )
-        self.init = init
+        self.init = check_choice("init", init, NEW_VALUE_INITS)
         self._targets = []
 
     def on_train_begin(self, logs=None):
@@ -420,11 +408,7 @@ class NeuronPruning(_TopologyCallback):
         super().__init__(layers=layers, seed=seed)
         self.alpha = check_fraction("alpha", alpha)
         self.schedule = PruningSchedule(start=start, epochs=epochs)
-        if criterion not in CRITERIA:
-            raise ValueError(
-                f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
-            )
-        self.criterion = criterion
+        self.criterion = check_choice("criterion", criterion, CRITERIA)
         self.min_units = check_int("min_units", min_units, 1)
         self.events = []
         self._targets = []
@@ -615,11 +599,7 @@ class TopologyLogger(keras.callbacks.Callback):
 
     def __init__(self, log_dir, histogram_freq=1):
         super().__init__()
-        if not isinstance(log_dir, str | os.PathLike) or not str(log_dir):
-            raise ValueError(
-                f"Expected `log_dir` to be a directory path. Received: log_dir={log_dir!r}"
-            )
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = check_dir("log_dir", log_dir)
         self.histogram_freq = check_int("histogram_freq", histogram_freq, 0)
         self._writer = None
 

@@ -55,6 +55,8 @@ import keras
 import numpy as np
 
 from keras_npset import _keras
+from keras_npset.saving import register_classes
+from keras_npset.validation import check_dir, check_int
 
 FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
@@ -129,9 +131,7 @@ def _read_model(path: str, custom_objects=None):
 
 
 def _check_path(path):
-    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
-        raise ValueError(f"Expected `path` to be a directory path. Received: path={path!r}")
-    return os.fspath(path)
+    return check_dir("path", path)
 
 
 def _stateful(callbacks, name="callbacks"):
@@ -184,8 +184,7 @@ def save_training_state(model, callbacks, path, epoch) -> None:
     stateful = _stateful(callbacks)
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-        raise ValueError(f"Expected `epoch` to be an integer >= 0. Received: epoch={epoch!r}")
+    epoch = check_int("epoch", epoch, 0)
     os.makedirs(path, exist_ok=True)
     model_file = f"epoch-{int(epoch):06d}.npz"
     tmp_model = os.path.join(path, f"tmp-{os.getpid()}-{model_file}")
@@ -265,6 +264,7 @@ def restore_training_state(path, callbacks=None, custom_objects=None):
             "Expected `callbacks` to contain the stateful callbacks of the saved run, in "
             f"order: {[entry['class'] for entry in saved]}. Received: callbacks={names}"
         )
+    register_classes()  # the saved model may hold any of them (a SETSquaredError loss)
     # safe_mode=True explicitly: a checkpoint folder may come from elsewhere,
     # and a saved config must never run code (Lambda layers) on loading.
     if state["format"] == 1:
@@ -302,11 +302,7 @@ class TrainingStateCheckpoint(keras.callbacks.Callback):
         self.path = _check_path(path)
         self.callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else callbacks
         _stateful(self.callbacks)
-        if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1:
-            raise ValueError(
-                f"Expected `save_freq` to be an integer >= 1. Received: save_freq={save_freq!r}"
-            )
-        self.save_freq = save_freq
+        self.save_freq = check_int("save_freq", save_freq, 1)
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch + 1 >= self.params.get("epochs", epoch + 2)

@@ -29,6 +29,7 @@ from keras_npset import _keras, kernels
 from keras_npset.features import FeatureSelection, find_selection
 from keras_npset.graph import sparse_layers
 from keras_npset.layers import SparseDense
+from keras_npset.validation import check_dir
 
 
 def _dense_twin(layer: SparseDense) -> keras.layers.Dense:
@@ -147,10 +148,7 @@ def export_saved_model(model, filepath, kernel_impl="sparse_dense_matmul", **kwa
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
-    if not isinstance(filepath, str | os.PathLike) or not os.fspath(filepath):
-        raise ValueError(
-            f"Expected `filepath` to be a directory path. Received: filepath={filepath!r}"
-        )
+    check_dir("filepath", filepath)
     kernels.resolve(kernel_impl)  # validates
     layers = sparse_layers(model)
     saved = []

@@ -33,7 +33,7 @@ from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import read, set_value
 from keras_npset.schedules import PruningSchedule
 from keras_npset.topology import keep_units, take_with_source
-from keras_npset.validation import check_int
+from keras_npset.validation import check_choice, check_int, check_positive
 
 IMPORTANCE_CRITERIA = ("strength", "degree")
 
@@ -131,12 +131,6 @@ def find_selection(model) -> FeatureSelection | None:
     return found[0] if found else None
 
 
-def _check_choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"Expected `{name}` to be one of {options}. Received: {name}={value!r}")
-    return value
-
-
 def _row_scores(layer: SparseDense, criterion: str) -> np.ndarray:
     rows = layer.live_indices()[:, 0].astype(np.int64)
     if criterion == "degree":
@@ -167,7 +161,7 @@ def feature_importance(model, criterion="strength") -> np.ndarray:
     Returns:
         A float64 array of shape `(n_features,)`.
     """
-    _check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
+    check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
     layer = _first_sparse(model)
     if not layer.built:
         raise ValueError(
@@ -208,31 +202,6 @@ def feature_ranking(model, criterion="strength") -> np.ndarray:
     selection = None if isinstance(model, SparseDense) else find_selection(model)
     kept = None if selection is None else selection.kept_indices()
     return rank(scores, kept)
-
-
-def features_report(model, criterion="strength") -> dict:
-    """`features.json`'s content: every feature ranked, most important first."""
-    scores = feature_importance(model, criterion)
-    selection = find_selection(model)
-    kept = None if selection is None else selection.kept_indices()
-    order = rank(scores, kept)
-    report = {
-        "criterion": criterion,
-        "definition": (
-            "strength: sum of |weight| over the input neuron's connections in the first "
-            "SparseDense layer (QuickSelection); ties broken by lower index"
-            if criterion == "strength"
-            else "degree: number of connections of the input neuron in the first "
-            "SparseDense layer; ties broken by lower index"
-        ),
-        "n_features": int(scores.size),
-        "ranking": [int(i) for i in order],
-        "scores": [float(scores[i]) for i in order],
-    }
-    if kept is not None:
-        report["kept"] = [int(i) for i in kept]
-        report["n_kept"] = int(kept.size)
-    return report
 
 
 def _input_link(model) -> tuple[FeatureSelection, SparseDense]:
@@ -348,13 +317,8 @@ class InputPruning(_TopologyCallback):
         super().__init__(layers=None, seed=0)
         self.k = check_int("k", k, 1)
         self.schedule = PruningSchedule(start=start, epochs=epochs)
-        ok = isinstance(power, int | float | np.integer | np.floating) and not isinstance(
-            power, bool | np.bool_
-        )
-        if not ok or not np.isfinite(power) or power <= 0:
-            raise ValueError(f"Expected `power` to be a number > 0. Received: power={power!r}")
-        self.power = float(power)
-        self.criterion = _check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
+        self.power = check_positive("power", power)
+        self.criterion = check_choice("criterion", criterion, IMPORTANCE_CRITERIA)
         self.events = []
 
     def on_train_begin(self, logs=None):

@@ -10,6 +10,7 @@ anything else stops the chain.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 
@@ -144,21 +145,41 @@ def topology_stats(model) -> dict:
     model_links = links(model)
     hidden = {link.layer.name for link in model_links if link.next is not None}
     created = initial_widths(model, model_links)
-    params = neurons = dense_params = 0
+    params = neurons = fully_connected = 0
     for layer in layers:
-        stats[f"params/{layer.name}"] = layer.nnz
+        stats[f"params/{layer.name}"] = kernel_params(layer)
         stats[f"density/{layer.name}"] = layer.nnz / float(layer.input_dim * layer.units)
         stats[f"neurons/{layer.name}"] = layer.units
-        params += layer.nnz
+        params += kernel_params(layer)
         if layer.name in hidden:
             neurons += layer.units
-        n_in, n_out = created[layer.name]
-        dense_params += n_in * n_out
+        fully_connected += dense_params(created[layer.name])
     neurons += layers[0].input_dim
     stats["params/total"] = params
     stats["neurons/total"] = neurons
-    stats["compression"] = dense_params / max(params, 1)
+    stats["compression"] = fully_connected / max(params, 1)
     return stats
+
+
+def kernel_params(layer) -> int:
+    """Connections of a layer's kernel, biases excluded: the NPSET paper's Table 3 count.
+
+    The live connections of a SparseDense layer; every kernel entry of any other
+    layer with a kernel (a `Dense`).
+    """
+    if isinstance(layer, SparseDense):
+        return layer.nnz
+    return math.prod(int(n) for n in layer.kernel.shape)
+
+
+def dense_params(widths) -> int:
+    """Connections of fully connected layers of `widths` (inputs first), biases excluded.
+
+    Table 3's FC-MLP count, `f*h1 + h1*h2 + ... + hk*classes` for an MLP of
+    `[f, h1, ..., hk, classes]`; `(n_in, n_out)` gives one layer's.
+    """
+    widths = [int(w) for w in widths]
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
 
 
 def initial_widths(model, model_links: list[Link] | None = None) -> dict[str, tuple[int, int]]:

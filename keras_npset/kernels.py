@@ -52,21 +52,18 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_npset import _keras, topology
+from keras_npset.choices import KERNEL_IMPLEMENTATIONS as IMPLEMENTATIONS
+from keras_npset.choices import XLA_KERNEL_IMPLEMENTATIONS
+from keras_npset.validation import check_choice
 
-IMPLEMENTATIONS = ("auto", "gather", "csr", "sparse_dense_matmul")
-JIT_COMPATIBLE = {"auto": True, "gather": True, "csr": False, "sparse_dense_matmul": False}
+JIT_COMPATIBLE = {impl: impl in XLA_KERNEL_IMPLEMENTATIONS for impl in IMPLEMENTATIONS}
 # Smallest batch for which "auto" uses the CSR path (see the module docstring).
 AUTO_CSR_MIN_BATCH = 16
 
 
 def resolve(kernel_impl: str) -> str:
     """Check `kernel_impl` and return it."""
-    if kernel_impl not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"Expected `kernel_impl` to be one of {IMPLEMENTATIONS}. "
-            f"Received: kernel_impl={kernel_impl!r}"
-        )
-    return kernel_impl
+    return check_choice("kernel_impl", kernel_impl, IMPLEMENTATIONS)
 
 
 def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):

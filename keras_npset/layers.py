@@ -8,35 +8,21 @@ import tensorflow as tf
 from keras import activations, constraints, initializers, regularizers
 
 from keras_npset import _keras, kernels, topology
+from keras_npset.choices import KERNEL_INITIALIZERS
+from keras_npset.choices import VARIANCE_SCALING_INITIALIZERS as _VALUE_INITIALIZERS
 from keras_npset.optimizer_state import carry, read, set_value
 from keras_npset.topology import erdos_renyi_indices
+from keras_npset.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_seed,
+    is_int,
+)
 
-# Variance-scaling schemes for the kernel values, computed with the *sparse*
-# fans: a column has on average nnz / units inputs, a row nnz / input_dim outputs.
-_VALUE_INITIALIZERS = {
-    "glorot_uniform": (1.0, "fan_avg", "uniform"),
-    "glorot_normal": (1.0, "fan_avg", "normal"),
-    "he_uniform": (2.0, "fan_in", "uniform"),
-    "he_normal": (2.0, "fan_in", "normal"),
-    "lecun_uniform": (1.0, "fan_in", "uniform"),
-    "lecun_normal": (1.0, "fan_in", "normal"),
-}
-KERNEL_INITIALIZERS = (*_VALUE_INITIALIZERS, "set_normal")
 # Widest layer (inputs or units) the int32 index storage can address.
 MAX_WIDTH = 2**31 - 1
-
-
-def _positive_number(name, value, upper=None):
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    ok = ok and np.isfinite(value) and value > 0 and (upper is None or value <= upper)
-    if not ok:
-        expected = f"a number in (0, {upper}]" if upper is not None else "a number > 0"
-        raise ValueError(f"Expected `{name}` to be {expected}. Received: {name}={value!r}")
-    return float(value)  # NumPy scalars would not serialise in get_config
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def _get(name, getter, value):
@@ -176,27 +162,16 @@ class SparseDense(keras.layers.Layer):
     ):
         _get("activity_regularizer", regularizers.get, activity_regularizer)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if not _is_int(units) or units <= 0:
-            raise ValueError(
-                f"Expected `units` to be a positive integer. Received: units={units!r}"
-            )
-        self.epsilon = _positive_number("epsilon", epsilon)
+        check_int("units", units, 1)
+        self.epsilon = check_positive("epsilon", epsilon)  # a float, for get_config
         if density is not None:
-            _positive_number("density", density, upper=1)
-        if kernel_initializer not in KERNEL_INITIALIZERS:
-            raise ValueError(
-                f"Expected `kernel_initializer` to be one of {KERNEL_INITIALIZERS}. "
-                f"Received: kernel_initializer={kernel_initializer!r}"
-            )
+            check_positive("density", density, maximum=1)
+        check_choice("kernel_initializer", kernel_initializer, KERNEL_INITIALIZERS)
         # Truthful for Keras's jit_compile="auto": only the gather path has XLA kernels.
         self.supports_jit = kernels.JIT_COMPATIBLE[kernels.resolve(kernel_impl)]
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            raise ValueError(
-                f"Expected `seed` to be an integer >= 0 or None. Received: seed={seed!r}"
-            )
-        if not isinstance(use_bias, bool | np.bool_):
-            raise ValueError(f"Expected `use_bias` to be a bool. Received: use_bias={use_bias!r}")
-        if initial_units is not None and (not _is_int(initial_units) or initial_units < units):
+        check_seed("seed", seed)
+        check_bool("use_bias", use_bias)
+        if initial_units is not None and (not is_int(initial_units) or initial_units < units):
             raise ValueError(
                 "Expected `initial_units` to be None or an integer >= `units` (the width the "
                 f"layer was created with). Received: initial_units={initial_units!r}"

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_npset import _keras
+from keras_npset.validation import check_bool
 
 # Probabilities are clipped into [EPSILON, 1 - EPSILON] when the logits must be
 # recovered from them (see `SETSquaredError`).
@@ -93,10 +94,7 @@ class SETSquaredError(keras.losses.Loss):
         name="set_squared_error",
         dtype=None,
     ):
-        if not isinstance(from_logits, bool):
-            raise ValueError(
-                f"Expected `from_logits` to be a bool. Received: from_logits={from_logits!r}"
-            )
+        from_logits = check_bool("from_logits", from_logits)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
 

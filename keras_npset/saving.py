@@ -12,6 +12,17 @@ from __future__ import annotations
 import keras
 
 
+def register_classes() -> None:
+    """Registers every serialisable class of the package with Keras.
+
+    `import keras_npset` alone loads nothing (see its docstring); this loads the
+    modules that define the classes, which registers them.
+    """
+    import keras_npset
+
+    keras_npset._import_all()
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Loads a `.keras` model that uses `SparseDense`, `SETSquaredError` & co.
 
@@ -30,8 +41,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     Returns:
         The `keras.Model`.
     """
-    import keras_npset  # noqa: F401  (registers every serialisable class of the package)
-
+    register_classes()
     return keras.saving.load_model(
         filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
     )

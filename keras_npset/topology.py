@@ -32,6 +32,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_npset.validation import check_choice
+
 CRITERIA = ("total", "out", "in")
 # Columns per tile of the storage order (see the module docstring).
 TILE_COLS = 16384
@@ -441,10 +443,7 @@ def select_neurons(
     "in"); ties are broken
     by a random permutation drawn from `rng`, so they are reproducible.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(
-            f"Expected `criterion` to be one of {CRITERIA}. Received: criterion={criterion!r}"
-        )
+    check_choice("criterion", criterion, CRITERIA)
     in_degree = np.asarray(in_degree, np.int64)
     out_degree = np.asarray(out_degree, np.int64)
     degree = {"total": in_degree + out_degree, "out": out_degree, "in": in_degree}[criterion]

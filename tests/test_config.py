@@ -1,10 +1,16 @@
-"""Tests for keras_npset.config: defaults, TOML files, overrides and every rejected input."""
+"""Tests for keras_npset.experiments.config: defaults, TOML, overrides, every rejected input."""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
-from keras_npset import config as C
+from keras_npset.experiments import config as C
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write(tmp_path, text, name="c.toml"):
@@ -218,7 +224,7 @@ def test_wrong_types(override, expected_type):
 )
 def test_out_of_range(override):
     key = override.split("=")[0]
-    with pytest.raises(C.ConfigError, match=rf"`{key}` must .*Received: {key}=") as e:
+    with pytest.raises(C.ConfigError, match=rf"Expected `{key}` to be .*Received: {key}=") as e:
         C.load_config(None, [override])
     assert "\n" not in str(e.value)
 
@@ -227,10 +233,10 @@ def test_out_of_range(override):
     "key, options",
     [
         ("model.method", C.METHODS),
-        ("model.init", C.INITS),
+        ("model.init", C.NEW_VALUE_INITS),
         ("model.criterion", C.CRITERIA),
         ("train.loss", C.LOSSES),
-        ("model.kernel_impl", C.KERNEL_IMPLS),
+        ("model.kernel_impl", C.KERNEL_IMPLEMENTATIONS),
         ("model.kernel_initializer", C.KERNEL_INITIALIZERS),
     ],
 )
@@ -287,3 +293,40 @@ def test_jit_compile_needs_an_xla_kernel(impl):
     for ok in ("auto", "gather"):
         cfg = C.load_config(None, ["train.jit_compile=true", f"model.kernel_impl={ok}"])
         assert cfg.train.jit_compile is True
+
+
+# ---------------------------------------------------------------- no TensorFlow
+
+_NO_TENSORFLOW = (
+    "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+    "sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+)
+
+
+def _fresh_python(code):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_importing_the_config_imports_no_tensorflow():
+    proc = _fresh_python("import sys\nimport keras_npset.experiments.config\n" + _NO_TENSORFLOW)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_rejecting_a_bad_override_imports_no_tensorflow():
+    code = (
+        "import sys\n"
+        "from keras_npset.experiments.config import ConfigError, load_config\n"
+        "for overrides in (['bad.key=1'], ['model.zeta=2'], ['model.kernel_impl=cuda']):\n"
+        "    try:\n"
+        f"        load_config({str(ROOT / 'configs' / 'leukemia.toml')!r}, overrides)\n"
+        "    except ConfigError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(overrides)\n"
+        "load_config(None, ['train.epochs=3'])  # and a valid one\n" + _NO_TENSORFLOW
+    )
+    proc = _fresh_python(code)
+    assert proc.returncode == 0, proc.stderr

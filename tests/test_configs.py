@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from keras_npset import config as C
+from keras_npset.experiments import config as C
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

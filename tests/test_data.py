@@ -1,4 +1,4 @@
-"""Tests for keras_npset.data: loading, validation, splitting, standardising, synthetic data."""
+"""Tests for keras_npset.experiments.data: loading, checks, split, standardising, synthetic data."""
 
 import csv
 import os
@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from keras_npset import data
+from keras_npset.experiments import data
 
 SHARED = pathlib.Path(os.environ.get("NPSET_DATA_DIR", "/work/shared/datasets"))
 TABLES = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "paper_tables.csv"

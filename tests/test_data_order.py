@@ -1,9 +1,9 @@
-"""Tests for keras_npset.data_order: per-epoch orders and aligned multi-step execution."""
+"""Tests for keras_npset.experiments.data_order: per-epoch orders, aligned multi-step execution."""
 
 import numpy as np
 import pytest
 
-from keras_npset import data_order
+from keras_npset.experiments import data_order
 
 
 def test_epoch_batches_follow_the_per_epoch_orders():

@@ -13,11 +13,11 @@ from keras_npset import (
     NeuronPruning,
     SETEvolution,
     SparseDense,
-    experiment,
     feature_importance,
     feature_ranking,
 )
-from keras_npset.config import load_config
+from keras_npset.experiments import run as run_lib
+from keras_npset.experiments.config import load_config
 from keras_npset.features import find_selection, target_width
 from keras_npset.topology import check_indices
 
@@ -241,7 +241,7 @@ def test_run_writes_features_and_split(tmp_path):
             "output.tensorboard=false",
         ],
     )
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert results["neurons"] == 5 + sum(results["hidden_units"])
     features = json.loads((out / "features.json").read_text())
     assert sorted(features["ranking"]) == list(range(20))
@@ -250,7 +250,7 @@ def test_run_writes_features_and_split(tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 40 and len(split["test"]) == 20
     assert sorted(split["train"] + split["test"]) == list(range(60))
-    from keras_npset import data as data_lib
+    from keras_npset.experiments import data as data_lib
 
     x, y = data_lib.make_madelon(60, 20, 3, seed=0)
     dataset = data_lib.load_from_config(cfg.data, 0)
@@ -290,10 +290,10 @@ def test_input_pruning_run_resumes_exactly(tmp_path):
             ],
         )
 
-    whole = experiment.run(cfg("whole"), log=None, resume=True)
+    whole = run_lib.run(cfg("whole"), log=None, resume=True)
     with pytest.raises(RuntimeError, match="killed"):
-        experiment.run(cfg("resumed"), log=None, resume=True, extra_callbacks=[_Crash()])
-    resumed = experiment.run(cfg("resumed"), log=None, resume=True)
+        run_lib.run(cfg("resumed"), log=None, resume=True, extra_callbacks=[_Crash()])
+    resumed = run_lib.run(cfg("resumed"), log=None, resume=True)
     assert resumed["resumed_at_epochs"] == [2]
     assert resumed["history"]["features/kept"] == whole["history"]["features/kept"]
     assert resumed["history"]["features/kept"][-1] == 4

@@ -4,7 +4,14 @@ import keras
 import pytest
 
 from keras_npset import SparseDense, topology_stats
-from keras_npset.graph import hidden_links, initial_widths, links, sparse_layers
+from keras_npset.graph import (
+    dense_params,
+    hidden_links,
+    initial_widths,
+    kernel_params,
+    links,
+    sparse_layers,
+)
 
 
 def sequential(*middle):
@@ -60,6 +67,16 @@ def test_topology_stats_counts_like_table3():
     assert stats["density/a"] == pytest.approx(a.nnz / 80)
     assert stats["compression"] == pytest.approx((80 + 48 + 12) / stats["params/total"])
     assert initial_widths(model) == {"a": (10, 8), "b": (8, 6), "c": (6, 2)}
+
+
+def test_table3_counts():
+    # Table 3's FC count for lung_discrete 325-300-300-7; one layer's from its widths.
+    assert dense_params([325, 300, 300, 7]) == 189600
+    assert dense_params((10, 8)) == 80 and dense_params([5]) == 0
+    model = keras.Sequential([keras.Input((10,)), SparseDense(8, epsilon=1, seed=0)])
+    model.add(keras.layers.Dense(3, name="dense"))
+    assert kernel_params(model.layers[0]) == model.layers[0].nnz < 80
+    assert kernel_params(model.get_layer("dense")) == 24  # biases excluded
 
 
 def test_stats_of_unbuilt_model_are_empty():

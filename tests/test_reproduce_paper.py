@@ -131,12 +131,12 @@ def test_tiny_dense_run_and_resume(tmp_path, monkeypatch):
     assert any("pruning schedule" in n for n in saved["notes"])
 
     # --resume reuses the finished runs (same config) instead of training again.
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     def fail(cfg):
         raise AssertionError("should not train again")
 
-    monkeypatch.setattr(experiment, "run", fail)
+    monkeypatch.setattr(run_lib, "run", fail)
     out.unlink()
     assert rp.main([*argv, "--resume"]) == 0
     assert json.loads(out.with_suffix(".json").read_text())["results"] == saved["results"]

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_npset import SparseDense, run_dir
+from keras_npset import SparseDense
 from keras_npset.checkpoint import restore_training_state, save_training_state
+from keras_npset.experiments import run_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_for_resume", ROOT / "train.py")
@@ -191,13 +192,13 @@ def test_different_config_refused_while_a_checkpoint_is_there(tmp_path, capsys):
 
 
 def test_fresh_moves_the_old_run_aside(runs, tmp_path, monkeypatch, capsys):
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     out = tmp_path / "run"
     shutil.copytree(runs[0], out)
     before = _snapshot(out)
     calls = []
-    monkeypatch.setattr(experiment, "run", lambda cfg, dataset, **kw: calls.append(kw))
+    monkeypatch.setattr(run_lib, "run", lambda cfg, dataset, **kw: calls.append(kw))
     assert train.main([*_args(out, "model.hidden=[20,20]"), "--fresh"]) == 0
     assert calls == [{"resume": True}]
     (moved,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
@@ -243,8 +244,8 @@ def test_checkpoint_restore_is_safe_mode(tmp_path):
 
 
 def test_changed_data_is_refused(runs):
-    from keras_npset.config import load_config
-    from keras_npset.data import load_from_config
+    from keras_npset.experiments.config import load_config
+    from keras_npset.experiments.data import load_from_config
 
     a = runs[0]
     cfg = load_config(None, [*TINY, f"output.dir={a}"])
@@ -257,8 +258,8 @@ def test_changed_data_is_refused(runs):
 
 def test_a_key_added_after_the_run_counts_as_its_default():
     """A run folder written before a config key existed matches a config at that default."""
-    from keras_npset.config import config_to_dict, load_config
-    from keras_npset.run_dir import config_differences
+    from keras_npset.experiments.config import config_to_dict, load_config
+    from keras_npset.experiments.run_dir import config_differences
 
     cfg = load_config(None, ["model.method=set"])
     saved = config_to_dict(cfg)

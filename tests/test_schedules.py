@@ -19,14 +19,12 @@ def test_paper_schedule_has_41_events():
 @pytest.mark.parametrize("units,expected", [(7000, 1320), (3000, 573), (1000, 198), (300, 66)])
 def test_final_width_reproduces_table3(units, expected):
     assert final_width(units, 0.04, 41) == expected
-    # 40 events would not (NOTES.md): 1375 / 596 / 206 / 68.
+    # 40 events would not (docs/paper.md): 1375 / 596 / 206 / 68.
     assert final_width(units, 0.04, 40) != expected
 
 
 def test_table3_neuron_counts_for_every_dataset():
-    tables = pathlib.Path(__file__).resolve().parents[2] / "shared" / "paper" / "tables.csv"
-    if not tables.exists():
-        pytest.skip(f"paper tables not found at {tables}")
+    tables = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "paper_tables.csv"
     lines = [line for line in tables.read_text().splitlines() if not line.startswith("#")]
     rows = list(csv.DictReader(lines))
     assert len(rows) == 15

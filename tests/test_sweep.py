@@ -1,4 +1,4 @@
-"""keras_npset.sweep: the same per-run results serially, on worker processes and on Ray;
+"""keras_npset.experiments.sweep: the same per-run results serially, on worker processes and on Ray;
 killed workers are restarted and resume; finished runs are reused; failures are reported.
 
 One tiny grid (SET and NPSET on synthetic data, 4 epochs, hidden [16, 16]) is trained
@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_npset import run_dir, sweep
+from keras_npset.experiments import run_dir, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 4
@@ -119,7 +119,8 @@ def test_two_runs_into_one_folder_are_refused(tmp_path):
     [
         (["--grid", "model.alpha=0.1"], "non-empty TOML array"),
         (["--grid", "model.alpha=[0.1, 7]"], "model.alpha"),
-        (["--workers", "-2"], "--workers must be >= 0. Received: --workers -2"),
+        (["--workers", "-2"], "Expected `workers` to be an integer >= 0. Received: workers=-2"),
+        (["--cpus-per-run", "0"], "Received: cpus_per_run=0"),
         (["--workers", "2", "--ray", "local"], "not both"),
         (["--set", "model.zeta=2"], "model.zeta=2"),
     ],
@@ -222,7 +223,7 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
     args = ["--methods", "npset", "--runs-dir", str(tmp_path)]
     for item in [*TINY, "train.epochs=40"]:
         args += ["--set", item]
-    argv = [sys.executable, "-m", "keras_npset.sweep", *args, "--workers", "1"]
+    argv = [sys.executable, "-m", "keras_npset.experiments.sweep", *args, "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -260,7 +261,7 @@ def test_workers_exit_when_the_grid_process_is_killed(tmp_path):
         args += ["--set", item]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keras_npset.sweep", *args],
+        [sys.executable, "-m", "keras_npset.experiments.sweep", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

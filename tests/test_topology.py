@@ -68,7 +68,7 @@ def test_erdos_renyi_matches_collapsed_draws(rng, n_in, n_out, eps):
 
 
 def test_erdos_renyi_paper_parameter_counts():
-    """Table 3's SET-MLP counts come from ER layers with epsilon 10 (NOTES.md)."""
+    """Table 3's SET-MLP counts come from ER layers with epsilon 10 (docs/paper.md)."""
     rng = np.random.default_rng(0)
     lung = sum(
         len(T.erdos_renyi_indices(a, b, rng, 10)) for a, b in [(325, 300), (300, 300), (300, 7)]

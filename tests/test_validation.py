@@ -1,6 +1,7 @@
-"""Every public argument rejects invalid values with a Keras-style ValueError.
+"""keras_npset.validation, and every public argument rejecting invalid values through it.
 
-The message must name the argument and end with `Received: name=value`.
+A Keras-style ValueError: the message names the argument and ends with
+`Received: name=value`.
 """
 
 import os
@@ -20,6 +21,7 @@ from keras_npset import (  # noqa: E402
     final_width,
     to_dense_model,
 )
+from keras_npset import validation as V  # noqa: E402
 from keras_npset.export import export_saved_model  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
@@ -179,3 +181,100 @@ def _fit_with(callback):
 def test_layer_names_are_checked_against_the_model(callback):
     with pytest.raises(ValueError, match=r"Received: layers=\["):
         _fit_with(callback)
+
+
+# ---------------------------------------------------------------- each check, once
+
+
+def _rejects(check, *args, expected):
+    with pytest.raises(ValueError) as info:
+        check(*args)
+    name, value = args[0], args[1]
+    assert str(info.value) == f"Expected `{name}` to be {expected}. Received: {name}={value!r}"
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), 2.0, "3", None, np.float32(1)])
+def test_a_bool_or_float_is_never_an_integer(value):
+    assert not V.is_int(value)
+    _rejects(V.check_int, "epochs", value, 1, expected="an integer >= 1")
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3), np.int32(3), np.uint8(3)])
+def test_numpy_integers_are_integers(value):
+    assert V.is_int(value)
+    assert V.check_int("epochs", value, 1) == 3 and type(V.check_int("epochs", value)) is int
+
+
+def test_check_int_bounds():
+    assert V.check_int("k", 0, 0) == 0 and V.check_int("k", 5, 1, 5) == 5
+    _rejects(V.check_int, "k", -1, 0, expected="an integer >= 0")
+    _rejects(V.check_int, "k", 6, 1, 5, expected="an integer in [1, 5]")
+    _rejects(V.check_int, "k", 6, None, 5, expected="an integer <= 5")
+
+
+def test_check_seed():
+    assert V.check_seed("seed", None) is None
+    assert V.check_seed("seed", np.int64(7)) == 7
+    for bad in (-1, True, 1.0, "0"):
+        _rejects(V.check_seed, "seed", bad, expected="an integer >= 0 or None")
+
+
+def test_check_number_and_its_intervals():
+    assert V.check_number("w", np.float32(0.5), 0) == 0.5
+    assert type(V.check_number("w", np.int64(2))) is float
+    for bad in (True, np.bool_(False), "1", None, float("nan"), float("inf")):
+        _rejects(V.check_number, "w", bad, expected="a finite number")
+    _rejects(V.check_number, "w", -1, 0, expected="a number >= 0")
+    _rejects(V.check_number, "f", 2, 0, 1, expected="a number in [0, 1]")
+    with pytest.raises(ValueError, match=r"a number in \(0, 1\)\. Received: f=0\.0$"):
+        V.check_number("f", 0.0, 0, 1, open_min=True, open_max=True)
+    _rejects(V.check_fraction, "zeta", 1, expected="a number in [0, 1)")
+    _rejects(V.check_fraction, "zeta", -0.1, expected="a number in [0, 1)")
+    assert V.check_fraction("zeta", 0) == 0.0
+    _rejects(V.check_positive, "epsilon", 0, expected="a number > 0")
+    _rejects(V.check_positive, "density", 1.5, 1, expected="a number in (0, 1]")
+    assert V.check_positive("density", 1, 1) == 1.0
+
+
+def test_check_bool():
+    assert V.check_bool("use_bias", np.bool_(True)) is True
+    for bad in (1, 0, "yes", None):
+        _rejects(V.check_bool, "use_bias", bad, expected="a bool")
+
+
+def test_check_choice():
+    assert V.check_choice("init", "zeros", ("normal", "zeros")) == "zeros"
+    _rejects(
+        V.check_choice, "init", "ones", ("normal", "zeros"), expected="one of ('normal', 'zeros')"
+    )
+    _rejects(V.check_choice, "init", None, ["a"], expected="one of ('a',)")
+    # A bool is never an int, not even among integer choices.
+    assert V.check_choice("verbose", 2, (0, 1, 2)) == 2
+    _rejects(V.check_choice, "verbose", True, (0, 1, 2), expected="one of (0, 1, 2)")
+    _rejects(V.check_choice, "x", np.array([1, 2]), (1, 2), expected="one of (1, 2)")
+
+
+def test_check_widths():
+    assert V.check_widths("hidden", (3, np.int64(4))) == [3, 4]
+    for bad in ([], [0, 4], [True], [2.0], 3, "[3]", None):
+        _rejects(V.check_widths, "hidden", bad, expected="a non-empty list of integers >= 1")
+
+
+def test_check_dir(tmp_path):
+    assert V.check_dir("path", tmp_path) == str(tmp_path)
+    for bad in ("", None, 3, b"dir"):
+        _rejects(V.check_dir, "path", bad, expected="a directory path")
+
+
+def test_the_app_and_the_library_agree_on_integers(tmp_path):
+    """Two places that disagreed before the checks were shared."""
+    from keras_npset.checkpoint import TrainingStateCheckpoint
+    from keras_npset.experiments import data, data_order
+
+    # data.make_madelon took True for 1 sample.
+    with pytest.raises(ValueError, match=r"Expected `n_samples` to be .*Received: n_samples=True"):
+        data.make_madelon(n_samples=True)
+    # The checkpoint and the batch order refused NumPy integers that everything else takes.
+    assert TrainingStateCheckpoint(tmp_path, [], save_freq=np.int64(2)).save_freq == 2
+    _, steps = data_order.epoch_batches(np.zeros((4, 2)), np.zeros(4), np.int64(2), 0, 0, 1)
+    assert steps == 2 and data_order.execution_steps(np.int64(8), np.int32(24)) == 8

@@ -1,6 +1,5 @@
-"""Tests for keras_npset.models and keras_npset.experiment: every method end to end, tiny."""
+"""Tests for keras_npset.experiments.run: every method end to end, tiny."""
 
-import csv
 import glob
 import json
 import os
@@ -12,8 +11,9 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from keras_npset import SparseDense, experiment, models
-from keras_npset.config import METHODS, load_config
+from keras_npset.experiments import models
+from keras_npset.experiments import run as run_lib
+from keras_npset.experiments.config import METHODS, load_config
 from keras_npset.schedules import final_width
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -62,104 +62,32 @@ def _tags(folder):
     return tags
 
 
-def _paper_rows():
-    with open(ROOT / "benchmarks" / "paper_tables.csv", newline="") as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
-
-
-# ---------------------------------------------------------------- widths without training
-
-
-def test_final_widths_reproduce_table_3_neurons():
-    # 41 events (epochs 10..50) inside a 100-epoch run: 300 -> 66 etc., as Table 3.
-    for row in _paper_rows():
-        h, f = int(row["hidden"]), int(row["features"])
-        widths = models.final_widths([h, h], 0.04, start=10, prune_epochs=40, epochs=100)
-        assert f + sum(widths) == int(row["npset_neurons"]), row["dataset"]
-    assert models.final_widths([300, 300], 0.04, 10, 40, 51) == [66, 66]
-    # A run that ends early only sees the events inside it.
-    assert models.final_widths([300, 300], 0.04, 10, 40, 11) == [final_width(300, 0.04, 1)] * 2
-    assert models.final_widths([300, 300], 0.04, 10, 40, 100, layers=[1]) == [300, 66]
-
-
-def test_widths_for_direct_methods():
-    cfg = load_config(str(ROOT / "configs" / "lung_discrete.toml"))
-    assert models.widths_for("direct_set", cfg) == [66, 66]
-    assert models.widths_for("direct_fc", cfg) == [66, 66]
-    assert models.widths_for("npset", cfg) == [300, 300]
-
-
-def test_pruned_layers():
-    assert models.pruned_layers("npset", 2) == ["hidden_1", "hidden_2"]
-    assert models.pruned_layers("npset_1st", 2) == ["hidden_1"]
-    assert models.pruned_layers("npset_2nd", 2) == ["hidden_2"]
-    assert models.pruned_layers("set", 2) == []
-    with pytest.raises(ValueError, match="Received: n_hidden=1"):
-        models.pruned_layers("npset_2nd", 1)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_build_model_layers(method):
-    model = models.build_model(method, 30, 3, [12, 10], epsilon=2, seed=0)
-    names = [layer.name for layer in model.layers[1:]]
-    assert names == ["hidden_1", "hidden_2", "output"]
-    sparse = isinstance(model.get_layer("output"), SparseDense)
-    assert sparse == (method in models.SPARSE_METHODS)
-    assert model.get_layer("output").activation is keras.activations.sigmoid
-    assert model.output.shape == (None, 3)
-
-
-def test_build_model_softmax_for_cross_entropy():
-    model = models.build_model("dense", 4, 2, [3], loss="categorical_crossentropy")
-    assert model.get_layer("output").activation is keras.activations.softmax
+# ---------------------------------------------------------------- compiling, counting
 
 
 def test_compiled_model_trains_with_the_papers_loss_or_keras_mse(tmp_path):
-    from keras_npset.data import load_from_config
+    from keras_npset.experiments.data import load_from_config
     from keras_npset.losses import SETSquaredError
 
     cfg = _tiny(tmp_path, "set")
     dataset = load_from_config(cfg.data, 0)
-    model = experiment.compiled_model(cfg, dataset, cfg.model.hidden)
+    model = run_lib.compiled_model(cfg, dataset, cfg.model.hidden)
     assert isinstance(model.loss, SETSquaredError)
     assert model.get_layer("output").activation is keras.activations.sigmoid
     cfg.train.loss = "mse"
-    model = experiment.compiled_model(cfg, dataset, cfg.model.hidden)
+    model = run_lib.compiled_model(cfg, dataset, cfg.model.hidden)
     assert model.loss == "mse"
     assert model.get_layer("output").activation is keras.activations.sigmoid
-
-
-def test_build_model_rejects():
-    with pytest.raises(ValueError, match="Received: method='mlp'"):
-        models.build_model("mlp", 4, 2, [3])
-    with pytest.raises(ValueError, match=r"Received: hidden=\[\]"):
-        models.build_model("set", 4, 2, [])
-
-
-def test_callbacks_for():
-    cfg = load_config(None, ["model.method=npset_1st"])
-    kinds = [type(c).__name__ for c in models.callbacks_for("npset_1st", cfg, log_dir="x")]
-    assert kinds == ["SETEvolution", "NeuronPruning", "TopologyLogger"]
-    (pruning,) = [c for c in models.callbacks_for("npset_1st", cfg) if hasattr(c, "alpha")]
-    assert pruning.layers == ["hidden_1"]
-    assert [type(c).__name__ for c in models.callbacks_for("set", cfg)] == ["SETEvolution"]
-    assert models.callbacks_for("dense", cfg) == []
-    assert models.callbacks_for("direct_fc", cfg) == []
 
 
 def test_optimizer_decay_is_the_originals_per_step_decay():
     # Original: pdw = m*pdw - lr*dW; W += pdw - wd*W, wd NOT scaled by lr.
     cfg = load_config(None, ["train.learning_rate=0.1", "train.weight_decay=0.01"])
-    opt = experiment.make_optimizer(cfg)
+    opt = run_lib.make_optimizer(cfg)
     w = keras.Variable(np.array([2.0, -4.0], "float32"))
     g = np.array([1.0, 0.5], "float32")
     opt.apply_gradients([(g, w)])
     np.testing.assert_allclose(w.numpy(), [2.0, -4.0] - 0.1 * g - 0.01 * np.array([2.0, -4.0]))
-
-
-def test_dense_params():
-    # Table 3's FC count for lung_discrete 325-300-300-7.
-    assert experiment.dense_params(325, [300, 300], 7) == 189600
 
 
 # ---------------------------------------------------------------- runs
@@ -168,7 +96,7 @@ def test_dense_params():
 @pytest.mark.parametrize("method", METHODS)
 def test_smoke_run_every_method(tmp_path, method):
     cfg = _tiny(tmp_path, method)
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     out = tmp_path / method
     files = ["config.json", "model.keras", "results.json", "split.json", "tensorboard"]
     if method in models.SPARSE_METHODS:  # the input features ranked by connection strength
@@ -200,12 +128,12 @@ def test_smoke_run_every_method(tmp_path, method):
     # The saved model has the final topology and the counted parameters.
     model = keras.saving.load_model(out / "model.keras")
     assert [model.get_layer(n).units for n in ("hidden_1", "hidden_2")] == expected
-    assert experiment.model_summary(model, 2)["params"] == saved["params"]
+    assert run_lib.model_summary(model, 2)["params"] == saved["params"]
 
 
 def test_alpha_pruning_and_tensorboard_tags(tmp_path):
     cfg = _tiny(tmp_path, "npset", "model.alpha=0.25", "train.epochs=3")
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert results["hidden_units"] == [final_width(16, 0.25, 2)] * 2 == [9, 9]
     assert results["history"]["neurons/hidden_1"] == [16 - 4, 9, 9]
     tb = tmp_path / "npset" / "tensorboard"
@@ -238,7 +166,7 @@ def test_cross_entropy_zero_init_and_out_criterion(tmp_path):
         "output.save_model=false",
         "output.tensorboard=false",
     )
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert sorted(os.listdir(tmp_path / "npset")) == [
         "config.json",
         "features.json",
@@ -251,7 +179,7 @@ def test_cross_entropy_zero_init_and_out_criterion(tmp_path):
 def test_verbose_2_prints_one_short_line_per_epoch_and_each_pruning_event(tmp_path, capsys):
     cfg = _tiny(tmp_path, "npset", "train.verbose=2", "model.alpha=0.2", "output.save_model=false")
     lines = []
-    results = experiment.run(cfg, log=lines.append)
+    results = run_lib.run(cfg, log=lines.append)
     assert capsys.readouterr().out == ""  # Keras's own epoch line is off
     epochs = [line for line in lines if line.startswith("epoch ")]
     events = [line for line in lines if line.startswith("pruning event")]
@@ -265,8 +193,8 @@ def test_verbose_2_prints_one_short_line_per_epoch_and_each_pruning_event(tmp_pa
 
 
 def test_same_seed_same_run(tmp_path):
-    a = experiment.run(_tiny(tmp_path / "a", "set", "output.save_model=false"), log=None)
-    b = experiment.run(_tiny(tmp_path / "b", "set", "output.save_model=false"), log=None)
+    a = run_lib.run(_tiny(tmp_path / "a", "set", "output.save_model=false"), log=None)
+    b = run_lib.run(_tiny(tmp_path / "b", "set", "output.save_model=false"), log=None)
     assert a["test_accuracy"] == b["test_accuracy"] and a["params"] == b["params"]
 
 
@@ -282,7 +210,7 @@ def test_steps_per_execution_trains_the_same_steps(tmp_path):
             "train.epochs=3",
             f"train.steps_per_execution={spe}",
         )
-        runs[spe] = experiment.run(cfg, log=None)
+        runs[spe] = run_lib.run(cfg, log=None)
         model = keras.models.load_model(os.path.join(cfg.output.dir, "model.keras"))
         runs[spe]["weights"] = [w.numpy() for w in model.weights]
     one, seven = runs[1], runs[7]
@@ -297,7 +225,7 @@ def test_jit_compile_run(tmp_path):
     cfg = _tiny(
         tmp_path, "npset", "model.kernel_impl=auto", "model.alpha=0.25", "train.jit_compile=true"
     )
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert len(results["test_accuracy"]) == 2 and results["hidden_units"] != [16, 16]
     model = keras.models.load_model(os.path.join(cfg.output.dir, "model.keras"))
     assert model.jit_compile is True
@@ -309,7 +237,7 @@ def test_run_from_small_mat_file(tmp_path):
     y = (np.arange(36) % 3 + 1)[:, None]
     scipy.io.savemat(tmp_path / "small.mat", {"X": x, "Y": y})
     cfg = _tiny(tmp_path, "set", f'data.path="{tmp_path / "small.mat"}"', "data.stratify=true")
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert results["dataset"] == "small"
     config = json.loads((tmp_path / "set" / "config.json").read_text())
     assert config["dataset"] == {
@@ -325,7 +253,7 @@ def test_run_rejects_bad_data(tmp_path):
     scipy.io.savemat(tmp_path / "one.mat", {"X": np.ones((6, 3)), "Y": np.ones((6, 1))})
     cfg = _tiny(tmp_path, "set", f'data.path="{tmp_path / "one.mat"}"')
     with pytest.raises(ValueError, match="at least 2 classes"):
-        experiment.run(cfg, log=None)
+        run_lib.run(cfg, log=None)
 
 
 @pytest.mark.skipif(
@@ -349,7 +277,7 @@ def test_lung_discrete_full_schedule_reaches_table_3_widths(tmp_path):
             "model.kernel_impl=sparse_dense_matmul",
         ],
     )
-    results = experiment.run(cfg, log=None)
+    results = run_lib.run(cfg, log=None)
     assert results["hidden_units"] == [66, 66]
     assert results["neurons"] == 457
     # Logged at each epoch's end: epoch 9 is the last unpruned one, epoch 10 the first event.
@@ -367,7 +295,7 @@ def test_test_set_metrics_equal_keras_evaluate(loss, rng):
     )
     x = rng.standard_normal((70, 20)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 4, 70), 4)
-    metrics = experiment.TestSetMetrics(x, y, loss)
+    metrics = run_lib.TestSetMetrics(x, y, loss)
     history = model.fit(
         x, y, epochs=2, batch_size=8, verbose=0, validation_data=(x, y), callbacks=[metrics]
     )

@@ -52,6 +52,29 @@ def test_bad_key():
     _assert_one_line_error(proc, "'model.widht'", "Valid keys:", "model.hidden")
 
 
+def test_bad_key_fails_before_tensorflow_is_imported():
+    # train.py as `python train.py --config X --set bad.key=1` runs it, then a look at
+    # what it imported: the one-line error comes before TensorFlow loads.
+    config = str(ROOT / "configs" / "leukemia.toml")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', '--config', {config!r}, '--set', 'bad.key=1']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('loaded:', loaded)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    _assert_one_line_error(proc, "Unknown config key 'bad.key'")
+    assert "loaded: []" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize(
     "override, fragment",
     [
@@ -185,7 +208,7 @@ def test_bad_data_keeps_output_dir(capsys, tmp_path, kind, fragment):
         (["model.min_units=0"], "model.min_units=0"),
         (["model.method=npset_2nd", "model.hidden=[8]"], "needs at least 2"),
         (["data.synthetic_samples=2", "data.train_fraction=0.4"], "empty train or test"),
-        (["model.hidden=[0,4]"], "positive widths"),
+        (["model.hidden=[0,4]"], "list of integers >= 1"),
         (["train.batch_size=0"], "train.batch_size=0"),
         (["train.learning_rate=-1"], "train.learning_rate=-1.0"),
         (["train.seed=1.5"], "train.seed=1.5"),
@@ -247,7 +270,7 @@ def test_config_values_are_never_evaluated(capsys, tmp_path):
     # Configs are TOML data: code-like text stays a string (and is then rejected).
     marker = tmp_path / "pwned"
     code = f"__import__('os').system('touch {marker}')"
-    from keras_npset.config import load_config
+    from keras_npset.experiments.config import load_config
 
     assert load_config(None, [f"data.path={code}"]).data.path == code
     assert "Data file not found" in _main_error(capsys, "--set", f"data.path={code}")

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_npset.config import METHODS, SIGMOID_LOSSES, SPARSE_METHODS, Config
+from keras_npset.experiments.config import (
+    METHODS,
+    SIGMOID_LOSSES,
+    SPARSE_METHODS,
+    Config,
+    pruned_hidden,
+)
+from keras_npset.validation import check_choice, check_widths
 
 OUTPUT_NAME = "output"
 # Epochs between the degree histograms of a run's TensorBoard log. Writing them
@@ -33,26 +40,13 @@ def hidden_names(n_hidden: int) -> list[str]:
 
 
 def pruned_layers(method: str, n_hidden: int) -> list[str]:
-    """Names of the hidden layers whose neurons `method` prunes (empty if none)."""
+    """Names of the hidden layers whose neurons `method` prunes (see `config.pruned_hidden`)."""
     names = hidden_names(n_hidden)
-    if method == "npset":
-        return names
-    if method == "npset_1st":
-        return names[:1]
-    if method == "npset_2nd":
-        if n_hidden < 2:
-            raise ValueError(
-                f"`npset_2nd` needs at least 2 hidden layers. Received: n_hidden={n_hidden}"
-            )
-        return names[1:2]
-    return []
+    return [names[i] for i in pruned_hidden(method, n_hidden)]
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(
-            f"`method` must be one of {', '.join(METHODS)}. Received: method={method!r}"
-        )
+    check_choice("method", method, METHODS)
 
 
 def final_widths(
@@ -139,8 +133,7 @@ def build_model(
         A functional `keras.Model` with layers `hidden_1, ..., output`.
     """
     _check_method(method)
-    if not hidden or any(h <= 0 for h in hidden):
-        raise ValueError(f"`hidden` must be non-empty positive widths. Received: hidden={hidden}")
+    check_widths("hidden", hidden)
     output_activation = "sigmoid" if loss in SIGMOID_LOSSES else "softmax"
     names = hidden_names(len(hidden)) + [OUTPUT_NAME]
     widths = list(hidden) + [n_classes]

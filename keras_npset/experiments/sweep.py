@@ -2,7 +2,7 @@
 
 A grid is a list of `Run`s (a validated `Config` plus labels such as dataset,
 method and seed). `run_grid` trains each into its own `output.dir` with
-`keras_npset.experiment.run(cfg, resume=True)`, on one of three backends:
+`keras_npset.experiments.run.run(cfg, resume=True)`, on one of three backends:
 
 - serial (`workers=0`, `ray=None`): in this process, one run after another;
 - local worker processes (`workers=N`): each run in a fresh Python process
@@ -27,9 +27,9 @@ backend gives the same per-run results. Faults:
 A folder that holds a run of a *different* config fails that run, unless
 `move_aside=True` renames it to `<output.dir>.old-<timestamp>` (nothing is deleted).
 
-Command line (`python -m keras_npset.sweep --help`):
+Command line (`python -m keras_npset.experiments.sweep --help`):
 
-    python -m keras_npset.sweep --config configs/lung_discrete.toml \\
+    python -m keras_npset.experiments.sweep --config configs/lung_discrete.toml \\
         --set data.path=/data/lung_discrete.mat --methods set npset --seeds 0 1 2 \\
         --grid 'model.alpha=[0.02, 0.04]' --runs-dir runs/alpha --workers 2
 """
@@ -54,8 +54,8 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_npset import run_dir  # noqa: E402
-from keras_npset.config import (  # noqa: E402
+from keras_npset.experiments import run_dir  # noqa: E402
+from keras_npset.experiments.config import (  # noqa: E402
     Config,
     ConfigError,
     config_from_dict,
@@ -63,6 +63,7 @@ from keras_npset.config import (  # noqa: E402
     load_config,
     parse_value,
 )
+from keras_npset.validation import check_int  # noqa: E402
 
 # Test hook: "<epoch>:<marker file>" makes the first worker that starts that epoch
 # (and creates the marker) exit at once, as a killed process would.
@@ -240,7 +241,7 @@ def execute(config: dict[str, Any], in_worker: bool = False) -> dict[str, Any]:
     Raises:
         ValueError: if the folder holds another run or another process holds its lock.
     """
-    from keras_npset import experiment
+    from keras_npset.experiments import run as run_lib
 
     cfg = config_from_dict(config)
     out = cfg.output.dir
@@ -251,7 +252,7 @@ def execute(config: dict[str, Any], in_worker: bool = False) -> dict[str, Any]:
             return _read_results(out)
         run_dir.remove_stale_temporaries(out)
         hook = _crash_callback() if in_worker else None
-        return experiment.run(cfg, extra_callbacks=[hook] if hook else None, log=None, resume=True)
+        return run_lib.run(cfg, extra_callbacks=[hook] if hook else None, log=None, resume=True)
     finally:
         os.close(fd)
 
@@ -393,11 +394,6 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-
-
 def run_grid(
     runs: Sequence[Run],
     workers: int = 0,
@@ -437,10 +433,10 @@ def run_grid(
     Raises:
         ValueError: for invalid arguments (named with the received value).
     """
-    _check_int("workers", workers, 0)
-    _check_int("retries", retries, 0)
+    check_int("workers", workers, 0)
+    check_int("retries", retries, 0)
     if cpus_per_run is not None:
-        _check_int("cpus_per_run", cpus_per_run, 1)
+        check_int("cpus_per_run", cpus_per_run, 1)
     if ray is not None and workers:
         raise ValueError(
             f"Give either `workers` or `ray`, not both. Received: workers={workers}, ray={ray!r}"
@@ -590,7 +586,9 @@ class _ProcessBackend:
         env = {**os.environ, **{k: str(self.threads) for k in _THREAD_ENV}}
         env["TF_NUM_INTEROP_THREADS"] = str(min(self.threads, 2))
         read_fd, write_fd = os.pipe()
-        code = "import sys; from keras_npset import sweep; sys.exit(sweep._worker_main())"
+        code = (
+            "import sys; from keras_npset.experiments import sweep; sys.exit(sweep._worker_main())"
+        )
         try:
             with open(os.path.join(out, WORKER_LOG), "ab") as log:
                 proc = subprocess.Popen(
@@ -797,7 +795,7 @@ def _summary(report: SweepReport) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m keras_npset.sweep",
+        prog="python -m keras_npset.experiments.sweep",
         description="Train a grid of runs: configs x methods x grid values x seeds.",
         epilog="Finished runs are reused and killed ones resume, so re-running the same "
         "command continues an interrupted grid. A summary of every run goes to "
@@ -870,31 +868,20 @@ def main(argv: list[str] | None = None) -> int:
             axes=_parse_axes(args.grid),
             overrides=args.overrides,
         )
-        for name, value, low in (("--workers", args.workers, 0), ("--retries", args.retries, 0)):
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}. Received: {name} {value}")
-        if args.cpus_per_run is not None and args.cpus_per_run < 1:
-            raise ValueError(
-                f"--cpus-per-run must be >= 1. Received: --cpus-per-run {args.cpus_per_run}"
-            )
-        if args.workers and args.ray:
-            raise ValueError(
-                f"give --workers or --ray, not both. Received: --workers {args.workers} "
-                f"--ray {args.ray}"
-            )
     except ValueError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-
-    from keras_npset import experiment
 
     summary_path = os.path.join(args.runs_dir, "sweep.json")
     ended: dict[int, Outcome] = {}
 
     def write(i: int, outcome: Outcome) -> None:
+        # Imported here: run_grid checks its arguments before TensorFlow loads.
+        from keras_npset.experiments import run as run_lib
+
         ended[i] = outcome
         partial = SweepReport([ended[k] for k in sorted(ended)])
-        experiment.write_json(summary_path, {"args": vars(args), "runs": _summary(partial)})
+        run_lib.write_json(summary_path, {"args": vars(args), "runs": _summary(partial)})
 
     try:
         with stop_on_sigterm():

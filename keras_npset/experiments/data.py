@@ -18,8 +18,10 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
+from keras_npset.validation import check_int, check_number
+
 if TYPE_CHECKING:
-    from keras_npset.config import DataConfig
+    from keras_npset.experiments.config import DataConfig
 
 _KEY_PAIRS = (("X", "Y"), ("fea", "gnd"))
 STD_EPSILON = 1e-4
@@ -197,10 +199,7 @@ def split_indices(
     """
     x = np.asarray(x)
     y = np.asarray(y)
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(
-            f"`train_fraction` must be in (0, 1). Received: train_fraction={train_fraction}"
-        )
+    check_number("train_fraction", train_fraction, 0, 1, open_min=True, open_max=True)
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"`x` and `y` must have the same number of samples. "
@@ -293,20 +292,11 @@ def make_madelon(
     Returns:
         `(X, y)`: X float32 (samples, features), y int64 in `0..n_classes-1`.
     """
-    for name, value, low in (
-        ("n_samples", n_samples, 1),
-        ("n_features", n_features, 1),
-        ("n_informative", n_informative, 1),
-        ("n_classes", n_classes, 2),
-        ("n_clusters_per_class", n_clusters_per_class, 1),
-    ):
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    if n_informative > n_features:
-        raise ValueError(
-            "`n_informative` must not exceed `n_features`. "
-            f"Received: n_informative={n_informative}, n_features={n_features}"
-        )
+    check_int("n_samples", n_samples, 1)
+    check_int("n_features", n_features, 1)
+    check_int("n_informative", n_informative, 1, maximum=n_features)
+    check_int("n_classes", n_classes, 2)
+    check_int("n_clusters_per_class", n_clusters_per_class, 1)
     n_clusters = n_classes * n_clusters_per_class
     if n_clusters > 2**n_informative:
         raise ValueError(

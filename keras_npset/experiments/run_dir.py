@@ -23,12 +23,12 @@ import tempfile
 import time
 from typing import Any
 
-from keras_npset.config import Config, config_to_dict
+from keras_npset.experiments.config import Config, config_to_dict
 
 CHECKPOINT_SUBDIR = "checkpoint"
 # Keys that change where or how loudly a run reports, not what it computes.
 OUTPUT_ONLY_KEYS = ("output.dir", "output.tensorboard", "output.save_model", "train.verbose")
-# Temporary names of experiment._atomic_path (".<name>.<random>") and of
+# Temporary names of run._atomic_path (".<name>.<random>") and of
 # checkpoint.save_training_state ("tmp-<pid>-<name>").
 _ATOMIC_NAMES = ("config.json", "results.json", "model.keras")
 
@@ -76,7 +76,7 @@ def has_checkpoint(out: str) -> bool:
 
 
 def dataset_info(dataset) -> dict[str, Any]:
-    """The `dataset` entry of config.json for a `keras_npset.data.Dataset`."""
+    """The `dataset` entry of config.json for a `keras_npset.experiments.data.Dataset`."""
     return {
         "name": dataset.name,
         "n_train": len(dataset.y_train),

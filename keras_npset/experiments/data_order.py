@@ -28,6 +28,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_npset.validation import check_int
+
 # Most batches, and bytes, gathered by one call of the input pipeline's map.
 GATHER_CHUNK_BATCHES = 16
 GATHER_CHUNK_BYTES = 4 * 2**20
@@ -66,8 +68,7 @@ def epoch_batches(
             f"Expected non-empty `x` and `y` with the same number of samples. "
             f"Received: x.shape={np.shape(x)}, y.shape={np.shape(y)}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected `batch_size` to be an integer >= 1. Received: {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     if not 0 <= initial_epoch < epochs:
         raise ValueError(
             "Expected 0 <= initial_epoch < epochs. "
@@ -118,7 +119,6 @@ def execution_steps(requested: int, steps_per_epoch: int) -> int:
     >>> execution_steps(8, 24), execution_steps(8, 25), execution_steps(8, 7)
     (8, 5, 7)
     """
-    for name, value in (("requested", requested), ("steps_per_epoch", steps_per_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"Expected `{name}` to be an integer >= 1. Received: {value!r}")
+    requested = check_int("requested", requested, 1)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
     return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)

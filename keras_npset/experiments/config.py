@@ -1,8 +1,8 @@
 """Typed experiment configuration: defaults, TOML files and `--set` overrides.
 
 All defaults live in the dataclasses below and are the paper's setting
-(Liu, Mocanu & Pechenizkiy 2019, with the unstated values recovered in
-`NOTES.md`). Config files hold only what differs from them. With no file,
+(Liu, Mocanu & Pechenizkiy 2019, with the values it leaves unstated recovered from
+its own tables: `docs/paper.md`). Config files hold only what differs from them. With no file,
 `load_config` applies `QUICK_RUN`, a small synthetic run that finishes in
 about a minute on two CPU cores (`configs/default.toml` holds the same values).
 
@@ -11,6 +11,9 @@ Example:
 ```python
 cfg = load_config("configs/leukemia.toml", ["train.epochs=5", "model.hidden=[300,300]"])
 ```
+
+This module imports nothing that imports TensorFlow or Keras (`tests/test_config.py`
+checks it), so `train.py` rejects a bad file or `--set` at once.
 """
 
 from __future__ import annotations
@@ -20,19 +23,50 @@ import tomllib
 import typing
 from typing import Any
 
-from keras_npset.callbacks import NEW_VALUE_INITS
-from keras_npset.kernels import IMPLEMENTATIONS
-from keras_npset.layers import KERNEL_INITIALIZERS
+# The valid choices of library options, from the library's TensorFlow-free modules.
+from keras_npset.choices import (
+    KERNEL_IMPLEMENTATIONS,
+    KERNEL_INITIALIZERS,
+    NEW_VALUE_INITS,
+    XLA_KERNEL_IMPLEMENTATIONS,
+)
 from keras_npset.topology import CRITERIA
+from keras_npset.validation import (
+    check_choice,
+    check_dir,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    check_widths,
+)
 
 METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set", "direct_fc", "dense")
 SPARSE_METHODS = ("set", "npset", "npset_1st", "npset_2nd", "direct_set")
 LOSSES = ("set_squared_error", "mse", "categorical_crossentropy")
 # Losses trained on a sigmoid output layer (the others use softmax).
 SIGMOID_LOSSES = ("set_squared_error", "mse")
-# The valid choices below are owned by the modules that implement them.
-INITS = NEW_VALUE_INITS
-KERNEL_IMPLS = IMPLEMENTATIONS
+
+
+def pruned_hidden(method: str, n_hidden: int) -> list[int]:
+    """The hidden layers (0-based) whose neurons `method` prunes; empty for the others.
+
+    `npset` prunes every hidden layer, `npset_1st` the first, `npset_2nd` the second.
+
+    Raises:
+        ValueError: for `npset_2nd` with fewer than 2 hidden layers.
+    """
+    if method == "npset":
+        return list(range(n_hidden))
+    if method == "npset_1st":
+        return [0] if n_hidden else []
+    if method == "npset_2nd":
+        if n_hidden < 2:
+            raise ValueError(
+                f"`npset_2nd` needs at least 2 hidden layers. Received: n_hidden={n_hidden}"
+            )
+        return [1]
+    return []
 
 
 class ConfigError(ValueError):
@@ -80,7 +114,7 @@ class ModelConfig:
     # Neuron pruning never shrinks a layer below this many units.
     min_units: int = 1
     # Sparse kernel implementation of SparseDense: "auto", "gather", "csr" or
-    # "sparse_dense_matmul" (see keras_npset.kernels).
+    # "sparse_dense_matmul" (see keras_npset.kernels; jit_compile needs auto or gather).
     kernel_impl: str = "auto"
     # Initial weights (all layers): "set_normal", N(0, 1) / 10 as the original SET code, or a
     # Keras variance-scaling name (the fans of a sparse layer are its average degrees).
@@ -97,7 +131,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    # The paper does not state it; 100 leaves 50 epochs after pruning ends (NOTES.md).
+    # The paper does not state it; 100 leaves 50 epochs after pruning ends (docs/paper.md).
     epochs: int = 100
     batch_size: int = 2
     # SGD with momentum, as the original SET code.
@@ -259,79 +293,79 @@ def _check(cond: bool, message: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Range and choice checks; raises ConfigError naming the key and value."""
+    """Range and choice checks; raises ConfigError naming the key and value.
+
+    Each value is checked with `keras_npset.validation`, the checks the library's own
+    arguments use, named by its dotted key; then the rules that tie keys together.
+    """
+    try:
+        _check_values(cfg)
+    except ConfigError:
+        raise
+    except ValueError as e:  # from keras_npset.validation: one line, naming the key
+        raise ConfigError(str(e)) from None
+    _check_combinations(cfg)
+
+
+def _check_values(cfg: Config) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
+    check_number("data.train_fraction", d.train_fraction, 0, 1, open_min=True, open_max=True)
+    check_int("data.synthetic_samples", d.synthetic_samples, 2)
+    check_int("data.synthetic_features", d.synthetic_features, 1)
+    check_int("data.synthetic_informative", d.synthetic_informative, 1, d.synthetic_features)
+    check_int("data.synthetic_classes", d.synthetic_classes, 2)
+    check_choice("model.method", m.method, METHODS)
+    check_widths("model.hidden", m.hidden)
+    check_positive("model.epsilon", m.epsilon)
+    check_fraction("model.zeta", m.zeta)
+    check_fraction("model.alpha", m.alpha)
+    check_int("model.start", m.start, 0)
+    check_int("model.prune_epochs", m.prune_epochs, 0)
+    check_choice("model.init", m.init, NEW_VALUE_INITS)
+    check_choice("model.criterion", m.criterion, CRITERIA)
+    check_int("model.min_units", m.min_units, 1)
+    check_choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLEMENTATIONS)
+    check_choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
+    check_int("model.input_k", m.input_k, 0)  # 0 = no input pruning
+    check_int("model.input_start", m.input_start, 0)
+    check_int("model.input_prune_epochs", m.input_prune_epochs, 0)
+    check_int("train.epochs", t.epochs, 1)
+    check_int("train.batch_size", t.batch_size, 1)
+    check_positive("train.learning_rate", t.learning_rate)
+    check_fraction("train.momentum", t.momentum)
+    check_number("train.weight_decay", t.weight_decay, 0)
+    check_int("train.seed", t.seed, 0)
+    check_choice("train.loss", t.loss, LOSSES)
+    check_choice("train.verbose", t.verbose, (0, 1, 2))
+    check_int("train.steps_per_execution", t.steps_per_execution, 1)
+    check_dir("output.dir", cfg.output.dir)
 
-    def choice(key: str, value: str, options: tuple[str, ...]) -> None:
-        _check(
-            value in options,
-            f"`{key}` must be one of {', '.join(options)}. Received: {key}={value!r}",
-        )
 
-    choice("model.method", m.method, METHODS)
-    choice("model.init", m.init, INITS)
-    choice("model.criterion", m.criterion, CRITERIA)
-    choice("model.kernel_impl", m.kernel_impl, KERNEL_IMPLS)
-    choice("model.kernel_initializer", m.kernel_initializer, KERNEL_INITIALIZERS)
-    choice("train.loss", t.loss, LOSSES)
+def _check_combinations(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
     _check(
-        len(m.hidden) > 0 and all(h > 0 for h in m.hidden),
-        f"`model.hidden` must be a non-empty list of positive widths. Received: "
-        f"model.hidden={m.hidden}",
+        not t.jit_compile or m.kernel_impl in XLA_KERNEL_IMPLEMENTATIONS,
+        "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` "
+        f"{' or '.join(XLA_KERNEL_IMPLEMENTATIONS)}. Received: model.kernel_impl={m.kernel_impl!r}",
     )
+    try:
+        pruned = [m.hidden[i] for i in pruned_hidden(m.method, len(m.hidden))]
+    except ValueError:
+        raise ConfigError(
+            f"`model.method` {m.method} prunes the second hidden layer and needs at least 2. "
+            f"Received: model.hidden={m.hidden}"
+        ) from None
     _check(
-        not t.jit_compile or m.kernel_impl in ("auto", "gather"),
-        "`train.jit_compile` = true needs an XLA kernel: `model.kernel_impl` auto or gather. "
-        f"Received: model.kernel_impl={m.kernel_impl!r}",
-    )
-    pruned = {"npset": m.hidden, "npset_1st": m.hidden[:1], "npset_2nd": m.hidden[1:2]}
-    _check(
-        m.method != "npset_2nd" or len(m.hidden) >= 2,
-        f"`model.method` npset_2nd prunes the second hidden layer and needs at least 2. "
-        f"Received: model.hidden={m.hidden}",
-    )
-    _check(
-        m.method not in pruned or all(h >= m.min_units for h in pruned[m.method]),
+        all(h >= m.min_units for h in pruned),
         f"`model.min_units` must not exceed the width of a pruned hidden layer (pruning keeps "
         f"at least min_units neurons). Received: model.min_units={m.min_units}, "
         f"model.hidden={m.hidden}",
     )
-    for key, value, ok, rule in (
-        ("data.train_fraction", d.train_fraction, 0 < d.train_fraction < 1, "in (0, 1)"),
-        ("data.synthetic_samples", d.synthetic_samples, d.synthetic_samples >= 2, ">= 2"),
-        ("data.synthetic_features", d.synthetic_features, d.synthetic_features >= 1, ">= 1"),
-        (
-            "data.synthetic_informative",
-            d.synthetic_informative,
-            1 <= d.synthetic_informative <= d.synthetic_features,
-            "in [1, data.synthetic_features]",
-        ),
-        ("data.synthetic_classes", d.synthetic_classes, d.synthetic_classes >= 2, ">= 2"),
-        ("model.epsilon", m.epsilon, m.epsilon > 0, "> 0"),
-        ("model.zeta", m.zeta, 0 <= m.zeta < 1, "in [0, 1)"),
-        ("model.alpha", m.alpha, 0 <= m.alpha < 1, "in [0, 1)"),
-        ("model.start", m.start, m.start >= 0, ">= 0"),
-        ("model.prune_epochs", m.prune_epochs, m.prune_epochs >= 0, ">= 0"),
-        ("model.min_units", m.min_units, m.min_units >= 1, ">= 1"),
-        ("model.input_k", m.input_k, m.input_k >= 0, ">= 0 (0 = no input pruning)"),
-        ("model.input_start", m.input_start, m.input_start >= 0, ">= 0"),
-        ("model.input_prune_epochs", m.input_prune_epochs, m.input_prune_epochs >= 0, ">= 0"),
-        ("train.epochs", t.epochs, t.epochs >= 1, ">= 1"),
-        ("train.batch_size", t.batch_size, t.batch_size >= 1, ">= 1"),
-        ("train.learning_rate", t.learning_rate, t.learning_rate > 0, "> 0"),
-        ("train.momentum", t.momentum, 0 <= t.momentum < 1, "in [0, 1)"),
-        ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
-        ("train.seed", t.seed, t.seed >= 0, ">= 0"),
-        ("train.verbose", t.verbose, t.verbose in (0, 1, 2), "0, 1 or 2"),
-        ("train.steps_per_execution", t.steps_per_execution, t.steps_per_execution >= 1, ">= 1"),
-    ):
-        _check(ok, f"`{key}` must be {rule}. Received: {key}={value!r}")
     _check(
         m.input_k == 0 or m.method in SPARSE_METHODS,
         f"`model.input_k` > 0 (input pruning) needs a sparse method ({', '.join(SPARSE_METHODS)}). "
         f"Received: model.method={m.method!r}, model.input_k={m.input_k}",
     )
-    _check(bool(cfg.output.dir), "`output.dir` must not be empty. Received: output.dir=''")
 
 
 def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -15,7 +15,7 @@ and a per-step weight decay not scaled by the learning rate), and writes into
 - `model.keras`: the final model;
 - `features.json` (sparse methods): every input feature ranked by the strength of
   its connections in the first sparse layer, most important first
-  (`keras_npset.features.features_report`; 0-based columns of the data file);
+  (`features_report`; 0-based columns of the data file);
 - `split.json`: the data file's rows (0-based) in the training and the test split;
 - `checkpoint/`: with `run(..., resume=True)` only, the training state after the
   last completed epoch (`keras_npset.checkpoint`), removed once `results.json`
@@ -41,9 +41,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_npset import checkpoint, data_order, models, run_dir
-from keras_npset import data as data_lib
-from keras_npset.config import Config, config_to_dict
+from keras_npset import checkpoint, graph
+from keras_npset.callbacks import TensorBoard
+from keras_npset.experiments import data as data_lib
+from keras_npset.experiments import data_order, models, run_dir
+from keras_npset.experiments.config import Config, config_to_dict
+from keras_npset.features import feature_importance, find_selection, rank
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -257,34 +260,23 @@ class TestSetMetrics(keras.callbacks.Callback):
         logs["val_loss"] = float(loss)
 
 
-def layer_params(layer: keras.layers.Layer) -> int:
-    """Number of weights of a layer's kernel, without biases (Table 3's count)."""
-    if hasattr(layer, "nnz"):  # SparseDense
-        return int(layer.nnz)
-    return int(np.prod(layer.kernel.shape))
-
-
 def model_summary(model: keras.Model, n_hidden: int) -> dict[str, Any]:
-    """Final hidden widths, parameters (no biases) and neurons (input + hidden)."""
+    """Final hidden widths, parameters and neurons (input + hidden), counted as Table 3.
+
+    Parameters are `keras_npset.graph.kernel_params` of the hidden and output layers.
+    """
     names = models.hidden_names(n_hidden)
     widths = [int(model.get_layer(n).units) for n in names]
     layers = [model.get_layer(n) for n in names + [models.OUTPUT_NAME]]
-    from keras_npset.features import find_selection
-
     selection = find_selection(model)  # input pruning: only the kept features are neurons
     n_features = selection.n_kept if selection is not None else int(model.inputs[0].shape[-1])
+    params = {layer.name: graph.kernel_params(layer) for layer in layers}
     return {
         "hidden_units": widths,
-        "params": sum(layer_params(layer) for layer in layers),
-        "params_per_layer": {layer.name: layer_params(layer) for layer in layers},
+        "params": sum(params.values()),
+        "params_per_layer": params,
         "neurons": n_features + sum(widths),
     }
-
-
-def dense_params(n_features: int, hidden: list[int], n_classes: int) -> int:
-    """Weights of the fully connected MLP: `f*h1 + h1*h2 + ... + hk*classes` (Table 3)."""
-    widths = [n_features, *hidden, n_classes]
-    return sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
 
 
 def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
@@ -303,6 +295,34 @@ def make_loss(name: str):
 
         return SETSquaredError()
     return name
+
+
+def features_report(model, criterion="strength") -> dict:
+    """`features.json`'s content: every feature ranked, most important first.
+
+    Scores and order are `keras_npset.features.feature_importance` and `rank`.
+    """
+    scores = feature_importance(model, criterion)
+    selection = find_selection(model)
+    kept = None if selection is None else selection.kept_indices()
+    order = rank(scores, kept)
+    report = {
+        "criterion": criterion,
+        "definition": (
+            "strength: sum of |weight| over the input neuron's connections in the first "
+            "SparseDense layer (QuickSelection); ties broken by lower index"
+            if criterion == "strength"
+            else "degree: number of connections of the input neuron in the first "
+            "SparseDense layer; ties broken by lower index"
+        ),
+        "n_features": int(scores.size),
+        "ranking": [int(i) for i in order],
+        "scores": [float(scores[i]) for i in order],
+    }
+    if kept is not None:
+        report["kept"] = [int(i) for i in kept]
+        report["n_kept"] = int(kept.size)
+    return report
 
 
 def _percent(values: list[float]) -> list[float]:
@@ -375,8 +395,8 @@ def run(
     """Trains `cfg.model.method` as configured and writes the run folder.
 
     Epoch `e` visits the training samples in an order that depends only on
-    the seed and `e` (see `keras_npset.data_order`), so a resumed run sees the
-    same batches as an uninterrupted one.
+    the seed and `e` (see `keras_npset.experiments.data_order`), so a resumed run
+    sees the same batches as an uninterrupted one.
 
     Args:
         cfg: a validated `Config` (see `load_config`).
@@ -393,90 +413,169 @@ def run(
             checkpoint is deleted once `results.json` is written. The caller
             must make sure the folder holds a run of the same config and that no
             other process writes to it (`train.py` does both, see
-            `keras_npset.run_dir`). Defaults to `False`.
+            `keras_npset.experiments.run_dir`). Defaults to `False`.
 
     Returns:
         The results dict written to `results.json`.
 
     Raises:
-        ValueError: for invalid data (see `keras_npset.data.load_mat`).
+        ValueError: for invalid data (see `keras_npset.experiments.data.load_mat`).
     """
     started = time.time()
-    out = cfg.output.dir
-    seed = cfg.train.seed
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(cfg.train.seed)
     if dataset is None:
-        dataset = data_lib.load_from_config(cfg.data, seed)
-    method = cfg.model.method
-    widths = models.widths_for(method, cfg)
-    os.makedirs(out, exist_ok=True)
-    tb_dir = os.path.join(out, "tensorboard") if cfg.output.tensorboard else None
+        dataset = data_lib.load_from_config(cfg.data, cfg.train.seed)
+    widths = models.widths_for(cfg.model.method, cfg)
+    os.makedirs(cfg.output.dir, exist_ok=True)
     recorder = RunHistory()
-    topology = models.callbacks_for(method, cfg, log_dir=tb_dir)
-    stateful = [*topology, recorder]
-    ckpt_dir = os.path.join(out, run_dir.CHECKPOINT_SUBDIR)
+    topology = models.callbacks_for(cfg.model.method, cfg, log_dir=_tensorboard_dir(cfg))
+    model, initial_epoch = _new_or_resumed_model(
+        cfg, dataset, widths, topology, recorder, started, resume, log
+    )
+    callbacks = _callbacks(cfg, dataset, topology, recorder, extra_callbacks, resume, log)
+    _fit(cfg, dataset, model, callbacks, initial_epoch)
+    results = _results(cfg, dataset, model, recorder, len(widths))
+    _write_results(cfg, model, results, resume)
+    if log:
+        log(
+            f"max test accuracy {results['max_test_accuracy']:.2f}%, final "
+            f"{results['final_test_accuracy']:.2f}%, hidden {results['hidden_units']}, "
+            f"params {results['params']}, {results['total_seconds']:.1f}s"
+        )
+    return results
 
+
+def _tensorboard_dir(cfg: Config) -> str | None:
+    return os.path.join(cfg.output.dir, "tensorboard") if cfg.output.tensorboard else None
+
+
+def _checkpoint_dir(cfg: Config) -> str:
+    return os.path.join(cfg.output.dir, run_dir.CHECKPOINT_SUBDIR)
+
+
+def _new_or_resumed_model(
+    cfg: Config,
+    dataset: data_lib.Dataset,
+    widths: list[int],
+    topology: list,
+    recorder: RunHistory,
+    started: float,
+    resume: bool,
+    log: Callable[[str], None] | None,
+) -> tuple[keras.Model, int]:
+    """The model and the epoch to start at: from the checkpoint, or built anew.
+
+    A new run first writes `config.json` and `split.json`. Resuming restores the
+    state of the topology callbacks and of `recorder` too.
+    """
+    method, out = cfg.model.method, cfg.output.dir
+    ckpt_dir = _checkpoint_dir(cfg)
     if resume and checkpoint.has_training_state(ckpt_dir):
-        model, initial_epoch = checkpoint.restore_training_state(ckpt_dir, stateful)
+        model, initial_epoch = checkpoint.restore_training_state(ckpt_dir, [*topology, recorder])
         recorder.resumed_at.append(initial_epoch)
         if log:
             log(f"resuming {method} on {dataset.name} at epoch {initial_epoch} -> {out}")
-    else:
-        _write_config(cfg, dataset, widths, started)
-        _write_split(cfg, dataset)
-        model, initial_epoch = compiled_model(cfg, dataset, widths), 0
-        if log:
-            log(
-                f"{method} on {dataset.name}: {dataset.n_features} features, "
-                f"{dataset.n_classes} classes, {len(dataset.y_train)}/{len(dataset.y_test)} "
-                f"train/test, hidden {widths}, {cfg.train.epochs} epochs -> {out}"
-            )
+        return model, initial_epoch
+    _write_config(cfg, dataset, widths, started)
+    _write_split(cfg, dataset)
+    model = compiled_model(cfg, dataset, widths)
+    if log:
+        log(
+            f"{method} on {dataset.name}: {dataset.n_features} features, "
+            f"{dataset.n_classes} classes, {len(dataset.y_train)}/{len(dataset.y_test)} "
+            f"train/test, hidden {widths}, {cfg.train.epochs} epochs -> {out}"
+        )
+    return model, 0
 
-    y_train = keras.utils.to_categorical(dataset.y_train, dataset.n_classes)
+
+def _callbacks(
+    cfg: Config,
+    dataset: data_lib.Dataset,
+    topology: list,
+    recorder: RunHistory,
+    extra_callbacks: list | None,
+    resume: bool,
+    log: Callable[[str], None] | None,
+) -> list:
+    """The callbacks of `fit`, in the order they must run.
+
+    The test-set metrics see the model before SET rewires it; the recorder and the
+    epoch line read what the topology callbacks log; the checkpoint saves the state
+    of the epoch that just ended; TensorBoard comes last, to see every logged value.
+    """
     y_test = keras.utils.to_categorical(dataset.y_test, dataset.n_classes)
     test_metrics = TestSetMetrics(dataset.x_test, y_test, make_loss(cfg.train.loss))
     callbacks = [test_metrics, *topology, *(extra_callbacks or []), recorder]
     if cfg.train.verbose == 2 and log:
         callbacks.append(EpochLine(cfg.train.epochs, log))
     if resume:
-        callbacks.append(checkpoint.TrainingStateCheckpoint(ckpt_dir, stateful))
+        callbacks.append(
+            checkpoint.TrainingStateCheckpoint(_checkpoint_dir(cfg), [*topology, recorder])
+        )
+    tb_dir = _tensorboard_dir(cfg)
     if tb_dir:
-        from keras_npset.callbacks import TensorBoard
-
         # The test split's figures go to a `test` run (the logs call them `val_`).
         callbacks.append(TensorBoard(log_dir=tb_dir, profile_batch=0, validation_name="test"))
+    return callbacks
 
-    if initial_epoch < cfg.train.epochs:  # else killed after the last checkpoint
-        batches, steps = data_order.epoch_batches(
-            dataset.x_train, y_train, cfg.train.batch_size, seed, initial_epoch, cfg.train.epochs
-        )
-        model.fit(
-            batches,
-            steps_per_epoch=steps,
-            epochs=cfg.train.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the order is data_order's
-            # 2 is EpochLine's short line instead of Keras's; 1 is Keras's progress bar.
-            verbose=1 if cfg.train.verbose == 1 else 0,
-        )
+
+def _fit(
+    cfg: Config,
+    dataset: data_lib.Dataset,
+    model: keras.Model,
+    callbacks: list,
+    initial_epoch: int,
+) -> None:
+    """Trains epochs `initial_epoch .. train.epochs - 1` in `data_order`'s batch order."""
+    if initial_epoch >= cfg.train.epochs:  # killed after the last checkpoint
+        return
+    y_train = keras.utils.to_categorical(dataset.y_train, dataset.n_classes)
+    batches, steps = data_order.epoch_batches(
+        dataset.x_train,
+        y_train,
+        cfg.train.batch_size,
+        cfg.train.seed,
+        initial_epoch,
+        cfg.train.epochs,
+    )
+    model.fit(
+        batches,
+        steps_per_epoch=steps,
+        epochs=cfg.train.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the order is data_order's
+        # 2 is EpochLine's short line instead of Keras's; 1 is Keras's progress bar.
+        verbose=1 if cfg.train.verbose == 1 else 0,
+    )
+
+
+def _results(
+    cfg: Config,
+    dataset: data_lib.Dataset,
+    model: keras.Model,
+    recorder: RunHistory,
+    n_hidden: int,
+) -> dict[str, Any]:
+    """`results.json`'s content: accuracies, Table 3's counts, times, the history."""
     history = recorder.logs
-
     test_acc = _percent(history["val_accuracy"])
+    hidden = list(cfg.model.hidden)
     results: dict[str, Any] = {
-        "method": method,
+        "method": cfg.model.method,
         "dataset": dataset.name,
-        "seed": seed,
+        "seed": cfg.train.seed,
         "epochs": cfg.train.epochs,
         "max_test_accuracy": max(test_acc),
         "final_test_accuracy": test_acc[-1],
         "best_epoch": int(np.argmax(test_acc)),
         "test_accuracy": test_acc,
         "train_accuracy": _percent(history["accuracy"]),
-        "initial_hidden_units": list(cfg.model.hidden),
-        **model_summary(model, len(widths)),
-        "dense_params": dense_params(dataset.n_features, cfg.model.hidden, dataset.n_classes),
-        "dense_neurons": dataset.n_features + sum(cfg.model.hidden),
+        "initial_hidden_units": hidden,
+        **model_summary(model, n_hidden),
+        # The fully connected MLP of the configured widths (Table 3's FC-MLP).
+        "dense_params": graph.dense_params([dataset.n_features, *hidden, dataset.n_classes]),
+        "dense_neurons": dataset.n_features + sum(hidden),
         "epoch_seconds": [round(s, 4) for s in recorder.seconds],
         # What ran: the largest divisor of the steps per epoch up to the configured value.
         "steps_per_execution": int(model.steps_per_execution),
@@ -486,22 +585,19 @@ def run(
     if recorder.resumed_at:
         results["resumed_at_epochs"] = recorder.resumed_at
     results["compression"] = results["dense_params"] / max(results["params"], 1)
-    if not all(math.isfinite(v) for v in results["history"].get("loss", [0.0])):
+    if not all(math.isfinite(v) for v in history.get("loss", [0.0])):
         results["warning"] = "non-finite training loss"
+    return results
+
+
+def _write_results(cfg: Config, model: keras.Model, results: dict[str, Any], resume: bool):
+    """Writes `model.keras`, `features.json` and, last, `results.json`; drops the checkpoint."""
+    out = cfg.output.dir
     if cfg.output.save_model:
         with _atomic_path(os.path.join(out, "model.keras"), suffix=".keras") as tmp:
             model.save(tmp)
-    if method in models.SPARSE_METHODS:
-        from keras_npset.features import features_report
-
+    if cfg.model.method in models.SPARSE_METHODS:
         write_json(os.path.join(out, "features.json"), features_report(model))
     write_json(os.path.join(out, "results.json"), results)
     if resume:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    if log:
-        log(
-            f"max test accuracy {results['max_test_accuracy']:.2f}%, final "
-            f"{results['final_test_accuracy']:.2f}%, hidden {results['hidden_units']}, "
-            f"params {results['params']}, {results['total_seconds']:.1f}s"
-        )
-    return results
+        shutil.rmtree(_checkpoint_dir(cfg), ignore_errors=True)
