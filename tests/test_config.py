@@ -33,6 +33,7 @@ def test_dataclass_defaults_are_the_papers_setting():
     assert cfg.data.path == ""
     # The paper's code: N(0, 1) / 10 weights; fewest *outgoing* connections pruned (Table 3).
     assert cfg.model.kernel_initializer == "set_normal" and cfg.model.criterion == "out"
+    assert cfg.model.dense_initializer == "glorot_uniform"  # N(0,1)/10 stalls dense layers
 
 
 def test_dataclass_list_default_is_not_shared():
@@ -238,6 +239,7 @@ def test_out_of_range(override):
         ("train.loss", C.LOSSES),
         ("model.kernel_impl", C.KERNEL_IMPLEMENTATIONS),
         ("model.kernel_initializer", C.KERNEL_INITIALIZERS),
+        ("model.dense_initializer", C.KERNEL_INITIALIZERS),
     ],
 )
 def test_choices_list_the_options(key, options):

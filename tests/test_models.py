@@ -4,6 +4,7 @@ import csv
 import pathlib
 
 import keras
+import numpy as np
 import pytest
 
 from keras_npset import SparseDense
@@ -79,3 +80,18 @@ def test_callbacks_for():
     assert [type(c).__name__ for c in models.callbacks_for("set", cfg)] == ["SETEvolution"]
     assert models.callbacks_for("dense", cfg) == []
     assert models.callbacks_for("direct_fc", cfg) == []
+
+
+@pytest.mark.parametrize("method", ["dense", "direct_fc", "set"])
+def test_dense_and_sparse_layers_take_their_own_initializer(method):
+    model = models.build_model(
+        method, 400, 3, [50, 50], seed=0,
+        kernel_initializer="set_normal", dense_initializer="glorot_uniform",
+    )  # fmt: skip
+    layer = model.get_layer("hidden_1")
+    weights = np.asarray(layer.live_values() if method == "set" else layer.kernel)
+    std = float(np.std(weights))
+    if method == "set":  # SparseDense values: N(0, 1) / 10
+        assert 0.08 < std < 0.12
+    else:  # Glorot uniform: sqrt(2 / (fan_in + fan_out)) = sqrt(2 / 450)
+        assert abs(std - np.sqrt(2 / 450)) < 0.01

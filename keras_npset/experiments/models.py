@@ -109,6 +109,7 @@ def build_model(
     loss: str = "set_squared_error",
     kernel_impl: str = "auto",
     kernel_initializer: str = "glorot_uniform",
+    dense_initializer: str = "glorot_uniform",
     feature_selection: bool = False,
 ) -> keras.Model:
     """Builds (does not compile) the MLP of `method`.
@@ -124,7 +125,10 @@ def build_model(
             `"set_squared_error"` (the paper's code) and `"mse"`, softmax for
             `"categorical_crossentropy"`. Defaults to `"set_squared_error"`.
         kernel_impl: `SparseDense` kernel implementation. Defaults to `"auto"`.
-        kernel_initializer: initial weights of every layer. Defaults to `"glorot_uniform"`.
+        kernel_initializer: initial weights of the sparse layers (`SparseDense`).
+            Defaults to `"glorot_uniform"`.
+        dense_initializer: initial weights of the dense layers (`dense`, `direct_fc`),
+            same names. Defaults to `"glorot_uniform"`.
         feature_selection: put a `features.FeatureSelection` layer named
             `"feature_selection"` between the input and `hidden_1`, for input pruning
             (sparse methods only). Defaults to `False`.
@@ -168,7 +172,7 @@ def build_model(
             layer = keras.layers.Dense(
                 units,
                 activation=activation,
-                kernel_initializer=_dense_initializer(kernel_initializer, layer_seed),
+                kernel_initializer=_dense_initializer(dense_initializer, layer_seed),
                 name=name,
             )
         x = layer(x)

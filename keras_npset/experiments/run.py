@@ -372,6 +372,7 @@ def compiled_model(cfg: Config, dataset: data_lib.Dataset, widths: list[int]) ->
         loss=cfg.train.loss,
         kernel_impl=cfg.model.kernel_impl,
         kernel_initializer=cfg.model.kernel_initializer,
+        dense_initializer=cfg.model.dense_initializer,
         feature_selection=cfg.model.input_k > 0,
     )
     steps = math.ceil(len(dataset.y_train) / cfg.train.batch_size)
