@@ -20,19 +20,17 @@ it cannot.
 
 Usage:
 
-    python benchmarks/bench_breakdown.py                      # Leukemia and madelon, batch 2
-    python benchmarks/bench_breakdown.py --widths 3312 300000 300000 300000 5 --epsilon 20
+    python -m benchmarks.bench_breakdown                      # Leukemia and madelon, batch 2
+    python -m benchmarks.bench_breakdown --widths 3312 300000 300000 300000 5 --epsilon 20
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

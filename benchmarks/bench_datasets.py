@@ -11,8 +11,8 @@ compiles): training seconds, evolution seconds and the evolution's share.
 
 Usage:
 
-    python benchmarks/bench_datasets.py --data-dir /work/shared/datasets
-    python benchmarks/bench_datasets.py --data-dir DIR --datasets madelon leukemia --epochs 4
+    python -m benchmarks.bench_datasets --data-dir /work/shared/datasets
+    python -m benchmarks.bench_datasets --data-dir DIR --datasets madelon leukemia --epochs 4
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -30,9 +30,9 @@ XLA.
 
 Usage:
 
-    python benchmarks/bench_epoch.py /work/shared/datasets/leukemia.mat
-    python benchmarks/bench_epoch.py                 # synthetic data, Leukemia's shape
-    python benchmarks/bench_epoch.py --quick         # 5 events of alpha 0.3
+    python -m benchmarks.bench_epoch /work/shared/datasets/leukemia.mat
+    python -m benchmarks.bench_epoch                 # synthetic data, Leukemia's shape
+    python -m benchmarks.bench_epoch --quick         # 5 events of alpha 0.3
 """
 
 from __future__ import annotations
@@ -40,35 +40,30 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from keras_npset import NeuronPruning, SETEvolution, SparseDense  # noqa: E402
-from keras_npset.experiments import data_order  # noqa: E402
+from keras_npset.experiments import data, data_order  # noqa: E402
 
 
-def load(path, train=48, seed=0):
-    """Training split of a scikit-feature `.mat` file (keys X, Y), or synthetic Leukemia."""
-    rng = np.random.default_rng(seed)
+def load(path, seed=0):
+    """The training split as `train.py` makes it (`keras_npset.experiments.data`: split,
+    standardisation, label encoding), or synthetic Leukemia-shaped data (72 x 7070)."""
     if path is None:
+        rng = np.random.default_rng(seed)
         x = rng.integers(-2, 3, (72, 7070)).astype(np.float32)
         y = rng.integers(0, 2, 72)
-    else:
-        import scipy.io
-
-        data = scipy.io.loadmat(path)
-        x = data["X"].astype(np.float32)
-        y = data["Y"].ravel().astype(np.int64) - 1
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    order = rng.permutation(len(x))[:train]
-    return x[order], y[order], int(y.max()) + 1
+        train_idx, test_idx = data.split_indices(x, y, seed)
+        x_train, _ = data.standardize(x[train_idx], x[test_idx])
+        return x_train, y[train_idx], 2
+    dataset = data.load_dataset(path, seed)
+    return dataset.x_train, dataset.y_train, dataset.n_classes
 
 
 class Timed:

@@ -9,18 +9,16 @@ above it.
 
 Usage:
 
-    python benchmarks/bench_evolution.py
+    python -m benchmarks.bench_evolution
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -34,9 +34,9 @@ the same network before and after, interleaved in one process.
 
 Usage:
 
-    python benchmarks/bench_features.py --data-dir /work/shared/datasets \\
+    python -m benchmarks.bench_features --data-dir /work/shared/datasets \\
         --runs /work/meas/repro
-    python benchmarks/bench_features.py --data-dir DIR --datasets Prostate_GE --train
+    python -m benchmarks.bench_features --data-dir DIR --datasets Prostate_GE --train
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 

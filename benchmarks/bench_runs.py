@@ -24,9 +24,9 @@ Reported per run:
 
 Usage:
 
-    python benchmarks/bench_runs.py /work/shared/datasets/Prostate_GE.mat \\
+    python -m benchmarks.bench_runs /work/shared/datasets/Prostate_GE.mat \\
         /work/shared/datasets/lung_discrete.mat /work/shared/datasets/Yale.mat
-    python benchmarks/bench_runs.py data/Yale.mat --epochs 20 --rounds 2 \
+    python -m benchmarks.bench_runs data/Yale.mat --epochs 20 --rounds 2 \
         --set model.hidden=[300,300]
 """
 
@@ -42,7 +42,6 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 

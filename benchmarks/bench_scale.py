@@ -14,19 +14,17 @@ not spent in the steps.
 
 Usage:
 
-    python benchmarks/bench_scale.py                   # 300,000 per layer
-    python benchmarks/bench_scale.py --hidden 600000   # 600,000 per layer
+    python -m benchmarks.bench_scale                   # 300,000 per layer
+    python -m benchmarks.bench_scale --hidden 600000   # 600,000 per layer
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

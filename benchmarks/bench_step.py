@@ -18,19 +18,17 @@ copy, both measured at the start of the run.
 
 Usage:
 
-    python benchmarks/bench_step.py            # full run (~10 min, 2 cores)
-    python benchmarks/bench_step.py --quick    # Leukemia, epsilon 10, batch 2 and 32
+    python -m benchmarks.bench_step            # full run (~10 min, 2 cores)
+    python -m benchmarks.bench_step --quick    # Leukemia, epsilon 10, batch 2 and 32
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -21,19 +21,17 @@ layer of `bench_scale.py`'s 903,317-neuron model: 300,000 x 300,000, epsilon
 
 Usage:
 
-    python benchmarks/bench_tiles.py
-    python benchmarks/bench_tiles.py --batches 2 32 --tiles 4096 16384 65536
+    python -m benchmarks.bench_tiles
+    python -m benchmarks.bench_tiles --batches 2 32 --tiles 4096 16384 65536
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -15,7 +15,7 @@ seed<k>`; a finished run with the same config is reused, so the command continue
 interrupted study. Runs go through `keras_npset.experiments.sweep`, so `--workers N` trains N at a
 time and `--ray ADDRESS` on a Ray cluster. Example:
 
-    python benchmarks/paper_recipe.py --data-dir /path/to/scikit-feature \\
+    python -m benchmarks.paper_recipe --data-dir /path/to/scikit-feature \\
         --runs-dir runs/recipe --workers 2
 
 writes `benchmarks/results/paper_recipe.json` and `.md`.
@@ -33,7 +33,6 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from benchmarks import reproduce_paper as rp  # noqa: E402
 from keras_npset.experiments.config import ConfigError, load_config  # noqa: E402

@@ -2,7 +2,7 @@
 
 Example (one dataset, one seed, a few epochs, to check the pipeline):
 
-    python benchmarks/reproduce_paper.py --data-dir /path/to/scikit-feature \\
+    python -m benchmarks.reproduce_paper --data-dir /path/to/scikit-feature \\
         --datasets lung_discrete --methods set npset --seeds 0 --epochs 5 --out lung.md
 
 Each run is `keras_npset.experiments.run.run` on `configs/<dataset>.toml` with
@@ -29,7 +29,6 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from keras_npset.experiments.config import ConfigError, load_config  # noqa: E402
 
