@@ -226,7 +226,14 @@ def test_cli_ctrl_c_stops_workers_and_the_same_command_continues(serial, tmp_pat
     argv = [sys.executable, "-m", "keras_npset.experiments.sweep", *args, "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A process started with SIGINT ignored (a background job, a pytest-xdist worker)
+        # passes that on, and Python then raises no KeyboardInterrupt: restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ckpt = tmp_path / "default" / "npset" / "seed0" / run_dir.CHECKPOINT_SUBDIR
     deadline = time.monotonic() + 180
