@@ -11,29 +11,25 @@ import keras
 import numpy as np
 
 from keras_npset import SparseDense
+from keras_npset.experiments import models
 from keras_npset.experiments import run as run_lib
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def mlp(widths, sparse=True, epsilon=10, kernel_impl="auto", seed=0):
-    """The papers' MLP: ReLU hidden layers, softmax output."""
-    model = keras.Sequential([keras.Input((widths[0],))])
-    for i, units in enumerate(widths[1:]):
-        activation = "softmax" if i == len(widths) - 2 else "relu"
-        if sparse:
-            model.add(
-                SparseDense(
-                    units,
-                    epsilon=epsilon,
-                    activation=activation,
-                    kernel_impl=kernel_impl,
-                    seed=seed + i,
-                )
-            )
-        else:
-            model.add(keras.layers.Dense(units, activation=activation))
-    return model
+    """The papers' MLP `widths[0] -> widths[1:-1] -> widths[-1]`, softmax output:
+    `keras_npset.experiments.models.build_model` (method `set` or `dense`)."""
+    return models.build_model(
+        "set" if sparse else "dense",
+        widths[0],
+        widths[-1],
+        list(widths[1:-1]),
+        epsilon=epsilon,
+        seed=seed,
+        loss="categorical_crossentropy",  # softmax output, for compile_sgd's loss
+        kernel_impl=kernel_impl,
+    )
 
 
 def compile_sgd(model, steps_per_execution=1, jit_compile="auto", lr=0.01):
