@@ -30,6 +30,8 @@ from keras.src.models.functional import Functional
 from keras.src.saving import saving_lib
 from tensorflow.python.ops import control_flow_util, resource_variable_ops
 
+from keras_npset.summaries import SummaryFunctions
+
 # ---------------------------------------------------------------- variables
 
 
@@ -486,12 +488,18 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
 
     Relies on (checked on Keras 3.12, 3.14, 3.15): `set_model` sets
     `_log_write_dir` and `_val_dir`, and the validation writer is opened lazily
-    from `_val_dir`; `on_epoch_end` calls `_log_weights(epoch)` when
-    `histogram_freq` divides the epoch; `_train_writer` is the train run's
-    writer and `_log_weight_as_image(weight, name, epoch)` writes an image.
+    from `_val_dir`; `on_epoch_end` calls `_log_epoch_metrics(epoch, logs)`, and
+    `_log_weights(epoch)` when `histogram_freq` divides the epoch;
+    `_train_writer` / `_val_writer` are the runs' writers;
+    `_collect_learning_rate(logs)` and `_compute_steps_per_second()` add what
+    Keras logs besides the metrics; `_should_trace` and
+    `_should_write_train_graph` say whether a batch hook has work to do;
+    `_log_weight_as_image(weight, name, epoch)` writes an image.
 
     Subclasses set `validation_run` (the folder of the `val_` metrics) and
-    override `weight_to_log(layer, weight)`.
+    override `weight_to_log(layer, weight)`. Epoch scalars and weight
+    histograms are written by compiled functions (`keras_npset.summaries`):
+    the same tags and values, a fraction of the time.
     """
 
     validation_run = "validation"
@@ -500,11 +508,47 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
         super().set_model(model)
         self._val_dir = os.path.join(self._log_write_dir, self.validation_run)
 
+    def on_train_begin(self, logs=None):
+        self._compiled = SummaryFunctions()
+        super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        self._compiled = SummaryFunctions()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With epoch summaries only, Keras's hook writes its batch scalars to no
+        # writer (a no-op that still costs a millisecond per call): skip it.
+        idle = self.update_freq == "epoch" and not self.write_steps_per_second
+        if idle and not self._should_trace and not self._should_write_train_graph:
+            return
+        super().on_train_batch_end(batch, logs)
+
+    def _log_epoch_metrics(self, epoch, logs):
+        # Keras's tags and runs, written by one compiled call per run (see
+        # keras_npset.summaries) instead of one eager op per value.
+        if not logs:
+            return
+        train_logs = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        val_logs = {k: v for k, v in logs.items() if k.startswith("val_")}
+        train_logs = self._collect_learning_rate(train_logs)
+        if self.write_steps_per_second:
+            train_logs["steps_per_second"] = self._compute_steps_per_second()
+        compiled = getattr(self, "_compiled", None) or SummaryFunctions()
+        self._compiled = compiled
+        if train_logs:
+            values = {f"epoch_{name}": value for name, value in train_logs.items()}
+            compiled.scalars(self._train_writer, epoch, values)
+        if val_logs:
+            values = {f"epoch_{name[4:]}": value for name, value in val_logs.items()}
+            compiled.scalars(self._val_writer, epoch, values)
+
     def weight_to_log(self, layer, weight):
         """The tensor whose histogram stands for `weight` of `layer`, or None to skip it."""
         return weight
 
     def _log_weights(self, epoch):
+        histograms = {}
         with self._train_writer.as_default():
             for layer in self.model.layers:
                 for weight in layer.weights:
@@ -512,7 +556,10 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
                     if value is None:
                         continue
                     name = weight.path.replace(":", "_")
-                    self.summary.histogram(f"{name}/histogram", value, step=epoch)
+                    histograms[f"{name}/histogram"] = keras.ops.convert_to_numpy(value)
                     if self.write_images:
                         self._log_weight_as_image(value, f"{name}/image", epoch)
-            self._train_writer.flush()
+        compiled = getattr(self, "_compiled", None) or SummaryFunctions()
+        self._compiled = compiled
+        compiled.histograms(self._train_writer, epoch, histograms)
+        self._train_writer.flush()
