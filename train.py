@@ -20,7 +20,6 @@ aside (to <output.dir>.old-<timestamp>) and starts over. Errors are one line on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -29,39 +28,7 @@ import sys
 from keras_npset.experiments import run_dir
 from keras_npset.experiments.config import load_config, valid_keys
 from keras_npset.experiments.data import load_from_config
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hides TensorFlow's C++ log lines (written to fd 2, not sys.stderr) while active."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and Keras without their start-up chatter on stderr.
-
-    The chatter would bury the one-line error messages this script promises. Listing
-    the devices initialises them here too, so the "failed call to cuInit" error line that
-    TensorFlow prints on a machine without a GPU (at its first device query, whatever
-    TF_CPP_MIN_LOG_LEVEL says) is swallowed with the rest.
-    """
-    with _native_stderr_silenced():
-        import keras  # noqa: F401
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-
+from keras_npset.experiments.quiet import import_tensorflow_quietly
 
 _RESUME_HELP = """\
 resuming: a checkpoint is saved into output.dir after every epoch (written under a

@@ -338,3 +338,22 @@ def test_a_reply_larger_than_the_pipe_buffer_arrives(tmp_path):
         worker.drain()
         time.sleep(0.01)
     assert worker.reply() == {"error": "x" * 300000}
+
+
+def test_a_grid_prints_no_tensorflow_noise(tmp_path):
+    # As a user runs it: TF_CPP_MIN_LOG_LEVEL unset. The grid process and its worker import
+    # TensorFlow quietly (keras_npset.experiments.quiet): stderr stays empty.
+    args = ["--methods", "set", "--runs-dir", str(tmp_path), "--workers", "1"]
+    for item in [*TINY, "train.epochs=2"]:
+        args += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_npset.experiments.sweep", *args],
+        env={**env, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 of 1 runs finished, 0 failed" in proc.stdout
+    assert proc.stderr == ""

@@ -25,6 +25,7 @@ Every file except the TensorBoard event streams is written atomically (a tempora
 file in the same folder, then `os.replace`).
 """
 
+# ruff: noqa: E402  (TensorFlow is imported quietly before the imports below)
 from __future__ import annotations
 
 import contextlib
@@ -37,6 +38,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+from keras_npset.experiments.quiet import import_tensorflow_quietly
+
+# Before keras: every app process that trains comes through here, and starts
+# without TensorFlow's start-up chatter on stderr (keras_npset.experiments.quiet).
+import_tensorflow_quietly()
 
 import keras
 import numpy as np

@@ -266,6 +266,9 @@ def _limit_threads(threads: int | None) -> None:
     """Caps TensorFlow's thread pools; effective before TensorFlow's first op."""
     if not threads:
         return
+    from keras_npset.experiments.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     try:

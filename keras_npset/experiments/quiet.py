@@ -1,0 +1,51 @@
+"""TensorFlow imported without its start-up chatter, for the app's processes.
+
+On a machine without a GPU, importing TensorFlow prints lines such as
+"Could not find cuda drivers on your machine" and "failed call to cuInit" from
+C++ (file descriptor 2, before its logging is set up, whatever
+`TF_CPP_MIN_LOG_LEVEL` says). `train.py`, the sweep runner and its workers
+import TensorFlow through `import_tensorflow_quietly()`, so that a run's stderr
+holds what the run says and nothing else. The library itself (`keras_npset`)
+leaves TensorFlow's import alone: a user who imports TensorFlow gets what
+TensorFlow prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hides what C++ code writes to file descriptor 2 while active (not sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras without their start-up chatter on stderr.
+
+    Listing the devices initialises them here too, so the "failed call to cuInit"
+    line that TensorFlow prints at its first device query is swallowed with the
+    rest. Thread-pool settings (`tf.config.threading`) can still be changed
+    afterwards. Does nothing once TensorFlow is imported.
+    """
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    with native_stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
