@@ -20,7 +20,14 @@ Reported per run:
   epoch 0 (tracing and compilation) left out;
 - `event_epoch_s` (NPSET): median over the pruning-event epochs, and its ratio
   to NPSET's ordinary epochs;
-- `npset_over_set`: NPSET's whole run over SET's.
+- `npset_over_set`: NPSET's whole run over SET's;
+- where a run's time goes: `startup_s` (process start to `fit`'s first
+  callback: imports, data, model), `first_epoch_s` (tracing and compilation),
+  `ordinary_epoch_parts_s` (median seconds per ordinary epoch of training and
+  of each callback's part: evaluation on the test split, SET, pruning,
+  checkpoint, logging) and `teardown_s` (final files and interpreter exit);
+- `tf_import_s`: a process that only imports TensorFlow and Keras, measured
+  before each round: the floor under any TensorFlow run on the machine.
 
 Usage:
 
@@ -45,6 +52,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from keras_npset.experiments.quiet import import_tensorflow_quietly  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("set", "npset")
 
@@ -53,8 +62,8 @@ def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow through train.py: without its import-time output, as when train.py runs.
+    import_tensorflow_quietly()
     train = importlib.import_module("train")
-    train.import_tensorflow_quietly()
 
     import keras
 
@@ -62,6 +71,7 @@ def _child(clock_path: str, train_args: list[str]) -> int:
 
     class EpochClock(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
+            self.begin_wall = time.time()
             self.ends = [time.perf_counter()]
 
         def on_epoch_end(self, epoch, logs=None):
@@ -69,8 +79,43 @@ def _child(clock_path: str, train_args: list[str]) -> int:
 
         def on_train_end(self, logs=None):
             with open(clock_path, "w") as f:
-                json.dump({"epoch_s": np.diff(self.ends).tolist()}, f)
+                json.dump(
+                    {
+                        "epoch_s": np.diff(self.ends).tolist(),
+                        "train_begin_wall": self.begin_wall,
+                        "train_end_wall": time.time(),
+                        "callback_s": {k: v for k, v in spent.items()},
+                    },
+                    f,
+                )
 
+    # Seconds each callback spends per epoch in its epoch hooks (pruning runs at the
+    # beginning of an epoch, SET, evaluation, checkpoint and logging at its end).
+    spent: dict[str, list[float]] = {}
+
+    def timed(callback):
+        name = type(callback).__name__
+        begin, end = callback.on_epoch_begin, callback.on_epoch_end
+
+        def on_epoch_begin(epoch, logs=None):
+            start = time.perf_counter()
+            begin(epoch, logs)
+            spent.setdefault(name, []).append(time.perf_counter() - start)
+
+        def on_epoch_end(epoch, logs=None):
+            start = time.perf_counter()
+            end(epoch, logs)
+            spent[name][-1] += time.perf_counter() - start
+
+        callback.on_epoch_begin, callback.on_epoch_end = on_epoch_begin, on_epoch_end
+        return callback
+
+    callbacks = run_lib._callbacks
+
+    def timed_callbacks(*args, **kwargs):
+        return [timed(c) for c in callbacks(*args, **kwargs)]
+
+    run_lib._callbacks = timed_callbacks
     run = run_lib.run
 
     def run_with_clock(*args, **kwargs):
@@ -79,6 +124,35 @@ def _child(clock_path: str, train_args: list[str]) -> int:
 
     run_lib.run = run_with_clock
     return train.main(train_args)
+
+
+# What each callback of a train.py run does, for the per-epoch breakdown.
+PARTS = {
+    "TestSetMetrics": "evaluation",
+    "SETEvolution": "set",
+    "NeuronPruning": "pruning",
+    "TrainingStateCheckpoint": "checkpoint",
+    "TensorBoard": "logging",
+    "TopologyLogger": "logging",
+    "EpochLine": "logging",
+    "RunHistory": "logging",
+}
+
+
+def epoch_parts(epoch_s: list[float], callback_s: dict[str, list[float]], epochs) -> dict:
+    """Median seconds per ordinary epoch of each part: training is what callbacks leave."""
+    parts: dict[str, list[float]] = {}
+    for e in epochs:
+        total = 0.0
+        for name, seconds in callback_s.items():
+            if name == "EpochClock":
+                continue
+            part = PARTS.get(name, "other")
+            parts.setdefault(part, [0.0] * len(epochs))
+            parts[part][epochs.index(e)] += seconds[e]
+            total += seconds[e]
+        parts.setdefault("training", [0.0] * len(epochs))[epochs.index(e)] = epoch_s[e] - total
+    return {part: float(np.median(values)) for part, values in parts.items()}
 
 
 def _events(config: dict, epochs: int) -> list[int]:
@@ -112,13 +186,15 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
         train_args += ["--set", override]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, os.path.abspath(__file__), "--child", clock, "--", *train_args]
-    start = time.perf_counter()
+    start, start_wall = time.perf_counter(), time.time()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     run_s = time.perf_counter() - start
+    end_wall = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"{name} {method} failed:\n{proc.stderr[-3000:]}")
     with open(clock) as f:
-        epoch_s = json.load(f)["epoch_s"]
+        clock_data = json.load(f)
+    epoch_s = clock_data["epoch_s"]
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     with open(os.path.join(out, "config.json")) as f:
@@ -131,8 +207,17 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
         "run_s": run_s,
         "training_s": results["total_seconds"],
         "before_training_s": run_s - sum(epoch_s),
+        # Process start to fit's first callback (imports, data, model, compile), and fit's
+        # end to process exit (final model, results files, interpreter shutdown).
+        "startup_s": clock_data["train_begin_wall"] - start_wall,
+        "teardown_s": end_wall - clock_data["train_end_wall"],
         "first_epoch_s": epoch_s[0],
         "ordinary_epoch_s": float(np.median(ordinary)),
+        "ordinary_epoch_parts_s": epoch_parts(
+            epoch_s,
+            clock_data["callback_s"],
+            [e for e in range(1, len(epoch_s)) if e not in events],
+        ),
         "epoch_s": epoch_s,
         "events": sorted(events),
         "hidden_units": results["hidden_units"],
@@ -150,6 +235,18 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
     return row
 
 
+def import_seconds() -> float:
+    """Wall clock of a process that only imports TensorFlow and Keras (as train.py does).
+
+    The floor under any TensorFlow program's whole run on this machine.
+    """
+    code = "from keras_npset.experiments.quiet import import_tensorflow_quietly as f; f()"
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Per dataset: medians over rounds of each method's figures, and NPSET / SET."""
     summary = []
@@ -157,16 +254,45 @@ def summarise(rows: list[dict]) -> list[dict]:
         entry = {"dataset": name}
         for method in METHODS:
             mine = [r for r in rows if r["dataset"] == name and r["method"] == method]
-            for key in ("run_s", "ordinary_epoch_s", "event_epoch_s", "after_pruning_epoch_s"):
+            keys = ("run_s", "ordinary_epoch_s", "event_epoch_s", "after_pruning_epoch_s")
+            keys += ("startup_s", "first_epoch_s", "teardown_s")
+            for key in keys:
                 values = [r[key] for r in mine if r.get(key) is not None]
                 if values:
                     entry[f"{method}_{key}"] = float(np.median(values))
+            parts = {p for r in mine for p in r.get("ordinary_epoch_parts_s", {})}
+            entry[f"{method}_epoch_parts_s"] = {
+                p: float(np.median([r["ordinary_epoch_parts_s"].get(p, 0.0) for r in mine]))
+                for p in sorted(parts)
+            }
         entry["npset_over_set"] = entry["npset_run_s"] / entry["set_run_s"]
         entry["npset_event_over_ordinary"] = (
             entry["npset_event_epoch_s"] / entry["npset_ordinary_epoch_s"]
         )
         summary.append(entry)
     return summary
+
+
+def breakdown_table(summary: list[dict]) -> str:
+    """Where a whole run's time goes: start-up, first epoch, an ordinary epoch by part, exit."""
+    from benchmarks import common
+
+    parts = ["training", "evaluation", "set", "pruning", "checkpoint", "logging"]
+    head = ["dataset", "method", "start-up s", "first epoch s", "epoch ms"]
+    head += [f"{p} ms" for p in parts] + ["exit s"]
+    body = []
+    for s in summary:
+        for method in METHODS:
+            epoch_parts = s.get(f"{method}_epoch_parts_s", {})
+            body.append(
+                [s["dataset"], method]
+                + [f"{s.get(f'{method}_{k}', float('nan')):.2f}" for k in ("startup_s",)]
+                + [f"{s.get(f'{method}_first_epoch_s', float('nan')):.2f}"]
+                + [f"{1e3 * s[f'{method}_ordinary_epoch_s']:.0f}"]
+                + [f"{1e3 * epoch_parts.get(p, 0.0):.1f}" for p in parts]
+                + [f"{s.get(f'{method}_teardown_s', float('nan')):.2f}"]
+            )
+    return common.markdown_table(head, body)
 
 
 def main(argv=None):
@@ -193,10 +319,11 @@ def main(argv=None):
         name = os.path.splitext(os.path.basename(path))[0]
         if not os.path.isfile(os.path.join(ROOT, "configs", f"{name}.toml")):
             raise ValueError(f"Expected a configs/{name}.toml for each dataset. Received: {path!r}")
-    rows = []
+    rows, imports = [], []
     with tempfile.TemporaryDirectory(prefix="bench_runs-") as workdir:
         for path in args.data:
             for round_ in range(args.rounds):
+                imports.append(import_seconds())
                 order = METHODS if round_ % 2 == 0 else METHODS[::-1]
                 for method in order:
                     row = run_once(path, method, args, workdir)
@@ -213,6 +340,12 @@ def main(argv=None):
                         flush=True,
                     )
     summary = summarise(rows)
+    tf_import_s = float(np.median(imports))
+    for entry in summary:
+        entry["tf_import_s"] = tf_import_s
+        for method in METHODS:
+            entry[f"{method}_run_over_import"] = entry[f"{method}_run_s"] / tf_import_s
+    print(f"importing TensorFlow and Keras alone: {tf_import_s:.1f} s (median of {len(imports)})")
     head = ["dataset", "SET run s", "NPSET run s", "NPSET / SET"]
     head += ["SET epoch s", "NPSET epoch s", "NPSET event epoch s", "event / epoch"]
     body = [
@@ -229,7 +362,11 @@ def main(argv=None):
         for s in summary
     ]
     print(common.markdown_table(head, body))
-    print("wrote", common.write_results(args.output, args, rows, summary=summary))
+    print(breakdown_table(summary))
+    print(
+        "wrote",
+        common.write_results(args.output, args, rows, summary=summary, tf_import_s=imports),
+    )
     return 0
 
 

@@ -34,6 +34,13 @@ def test_main_times_whole_runs(tmp_path, capsys):
         assert row["run_s"] > sum(row["epoch_s"])
         # A normal run says nothing on stderr: no retracing warning, no TF chatter.
         assert row["retracing_warnings"] == 0 and row["stderr"] == "", row["stderr"]
+        # Start-up, epochs and exit account for the whole process.
+        assert row["startup_s"] > 0 and row["teardown_s"] > 0
+        assert row["startup_s"] + sum(row["epoch_s"]) + row["teardown_s"] <= row["run_s"] + 0.05
+        parts = row["ordinary_epoch_parts_s"]
+        assert {"training", "evaluation", "checkpoint", "logging", "set"} <= set(parts)
+        assert all(v >= 0 for k, v in parts.items() if k != "training")
+    assert "pruning" in rows["npset"]["ordinary_epoch_parts_s"]
     assert rows["set"]["events"] == [] and rows["set"]["hidden_units"] == [16, 16]
     assert rows["npset"]["events"] == [1, 2]
     assert rows["npset"]["hidden_units"] == [9, 9]  # 16 -> 12 -> 9
@@ -42,7 +49,30 @@ def test_main_times_whole_runs(tmp_path, capsys):
     assert summary["npset_event_epoch_s"] == pytest.approx(
         np.median([rows["npset"]["epoch_s"][e] for e in (1, 2)])
     )
-    assert "| lung_discrete |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| lung_discrete |" in printed and "| checkpoint ms |" in printed
+    assert set(summary["set_epoch_parts_s"]) >= {"training", "evaluation", "checkpoint"}
+    # The floor: a process that only imports TensorFlow and Keras, timed once per round.
+    assert len(payload["tf_import_s"]) == 1 and summary["tf_import_s"] > 0
+    assert summary["set_run_over_import"] > 1
+
+
+def test_epoch_parts_split_each_epoch_by_callback():
+    epoch_s = [9.0, 1.0, 2.0, 3.0]
+    callback_s = {
+        "TestSetMetrics": [0.5, 0.1, 0.2, 0.3],
+        "TrainingStateCheckpoint": [0.5, 0.2, 0.2, 0.2],
+        "TensorBoard": [0.1, 0.05, 0.05, 0.05],
+        "TopologyLogger": [0.1, 0.05, 0.15, 0.05],
+        "Custom": [0.0, 0.1, 0.1, 0.1],
+    }
+    parts = br.epoch_parts(epoch_s, callback_s, [1, 2, 3])
+    assert parts["evaluation"] == pytest.approx(0.2)
+    assert parts["checkpoint"] == pytest.approx(0.2)
+    assert parts["logging"] == pytest.approx(0.1)  # TensorBoard + TopologyLogger, median
+    assert parts["other"] == pytest.approx(0.1)
+    # What the callbacks leave of each epoch: 1 - 0.55, 2 - 0.7, 3 - 0.7.
+    assert parts["training"] == pytest.approx(1.3)
 
 
 def test_datasets_need_a_config(tmp_path):
