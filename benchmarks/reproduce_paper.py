@@ -366,20 +366,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def collect(paths: list[str], out: str, paper: dict[str, dict[str, str]]) -> str:
-    """One report from the JSON outputs of several invocations (e.g. different seed counts)."""
+    """One report from the JSON outputs of several invocations (or earlier collections).
+
+    A run (dataset, method, seed, epochs) found in more than one input is taken from
+    the last input that holds it, so a rerun replaces an earlier result. Each result
+    keeps the name of the file it came from (`source`).
+    """
     from keras_npset.experiments import run as run_lib
 
-    results, notes, epochs = [], [], set()
+    by_run: dict[tuple, dict[str, Any]] = {}
+    notes: list[str] = []
+    replaced = 0
     for path in paths:
         with open(path) as f:
             part = json.load(f)
-        results += part["results"]
+        default_epochs = part.get("args", {}).get("epochs")
+        for result in part["results"]:
+            result = {"source": os.path.basename(path), **result}
+            epochs = result.get("epochs", default_epochs)
+            key = (result["dataset"], result["method"], result["seed"], epochs)
+            replaced += key in by_run
+            by_run[key] = result
         notes += [n for n in part.get("notes", []) if n not in notes]
-        epochs.add(part["args"]["epochs"])
-    report = markdown_report(results, paper, "/".join(str(e) for e in sorted(epochs)), notes)
+    if replaced:
+        note = f"{replaced} runs were in more than one input; the last input's result is used."
+        notes.append(note)
+    results = list(by_run.values())
+    epochs = {r.get("epochs") for r in results}
+    report = markdown_report(
+        results, paper, "/".join(str(e) for e in sorted(e for e in epochs if e)), notes
+    )
     run_lib.write_text(out, report)
     run_lib.write_json(
-        os.path.splitext(out)[0] + ".json", {"collected": paths, "results": results, "notes": notes}
+        os.path.splitext(out)[0] + ".json",
+        {"collected": [os.path.basename(p) for p in paths], "results": results, "notes": notes},
     )
     return report
 

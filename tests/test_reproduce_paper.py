@@ -185,6 +185,37 @@ def test_collect_merges_reports_of_different_seed_counts(tmp_path, capsys):
     assert "error: cannot collect" in capsys.readouterr().err
 
 
+def test_collect_takes_a_rerun_from_the_last_input(tmp_path):
+    # An earlier collection (no "args") and a later invocation that reran one of its runs.
+    earlier = {
+        "collected": ["x.json"],
+        "notes": [],
+        "results": [{**_result("set", s, 80.0, 70.0), "epochs": 100} for s in (0, 1)],
+    }
+    later = {
+        "args": {"epochs": 100},
+        "notes": [],
+        "results": [
+            {**_result("set", 1, 90.0, 75.0), "epochs": 100},
+            {**_result("set", 2, 84.0, 70.0), "epochs": 100},
+        ],
+    }
+    paths = []
+    for name, part in (("earlier.json", earlier), ("later.json", later)):
+        (tmp_path / name).write_text(json.dumps(part))
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "all.md"
+    assert rp.main(["--collect", *paths, "--out", str(out)]) == 0
+    merged = json.loads((tmp_path / "all.json").read_text())
+    by_seed = {r["seed"]: r for r in merged["results"]}
+    assert sorted(by_seed) == [0, 1, 2]
+    assert by_seed[1]["max_test_accuracy"] == 90.0 and by_seed[1]["source"] == "later.json"
+    assert by_seed[0]["source"] == "earlier.json"
+    assert merged["collected"] == ["earlier.json", "later.json"]  # names, not local paths
+    assert "1 runs were in more than one input" in out.read_text()
+    assert "84.67 ± 5.03" in out.read_text()  # seeds 0-2: 80, 90, 84
+
+
 def test_training_without_data_dir_is_a_one_line_error(tmp_path, capsys):
     assert rp.main(["--methods", "set", "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
