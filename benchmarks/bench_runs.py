@@ -123,7 +123,10 @@ def _child(clock_path: str, train_args: list[str]) -> int:
         return run(*args, **kwargs)
 
     run_lib.run = run_with_clock
-    return train.main(train_args)
+    code = train.main(train_args)
+    from keras_npset.experiments.quiet import exit_now
+
+    exit_now(code)  # as train.py ends
 
 
 # What each callback of a train.py run does, for the per-epoch breakdown.
@@ -299,6 +302,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child(argv[1], argv[3:])
+    import_tensorflow_quietly()
     from benchmarks import common
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

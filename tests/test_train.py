@@ -58,6 +58,9 @@ def test_bad_key_fails_before_tensorflow_is_imported():
     config = str(ROOT / "configs" / "leukemia.toml")
     code = (
         "import runpy, sys\n"
+        # train.py ends with quiet.exit_now (os._exit): here it must return to report.
+        "from keras_npset.experiments import quiet\n"
+        "quiet.exit_now = sys.exit\n"
         f"sys.argv = ['train.py', '--config', {config!r}, '--set', 'bad.key=1']\n"
         "try:\n"
         f"    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"

@@ -590,7 +590,7 @@ class _ProcessBackend:
         env["TF_NUM_INTEROP_THREADS"] = str(min(self.threads, 2))
         read_fd, write_fd = os.pipe()
         code = (
-            "import sys; from keras_npset.experiments import sweep; sys.exit(sweep._worker_main())"
+            "from keras_npset.experiments import quiet, sweep; quiet.exit_now(sweep._worker_main())"
         )
         try:
             with open(os.path.join(out, WORKER_LOG), "ab") as log:
