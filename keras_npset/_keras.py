@@ -30,7 +30,7 @@ from keras.src.models.functional import Functional
 from keras.src.saving import saving_lib
 from tensorflow.python.ops import control_flow_util, resource_variable_ops
 
-from keras_npset.summaries import SummaryFunctions
+from keras_npset import summaries
 
 # ---------------------------------------------------------------- variables
 
@@ -498,8 +498,8 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
 
     Subclasses set `validation_run` (the folder of the `val_` metrics) and
     override `weight_to_log(layer, weight)`. Epoch scalars and weight
-    histograms are written by compiled functions (`keras_npset.summaries`):
-    the same tags and values, a fraction of the time.
+    histograms are written with one op per run and epoch
+    (`keras_npset.summaries`): the same tags and values, a fraction of the time.
     """
 
     validation_run = "validation"
@@ -507,14 +507,6 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
     def set_model(self, model):
         super().set_model(model)
         self._val_dir = os.path.join(self._log_write_dir, self.validation_run)
-
-    def on_train_begin(self, logs=None):
-        self._compiled = SummaryFunctions()
-        super().on_train_begin(logs)
-
-    def on_train_end(self, logs=None):
-        super().on_train_end(logs)
-        self._compiled = SummaryFunctions()
 
     def on_train_batch_end(self, batch, logs=None):
         # With epoch summaries only, Keras's hook writes its batch scalars to no
@@ -525,7 +517,7 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
         super().on_train_batch_end(batch, logs)
 
     def _log_epoch_metrics(self, epoch, logs):
-        # Keras's tags and runs, written by one compiled call per run (see
+        # Keras's tags and runs, written by one op per run (see
         # keras_npset.summaries) instead of one eager op per value.
         if not logs:
             return
@@ -534,14 +526,12 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
         train_logs = self._collect_learning_rate(train_logs)
         if self.write_steps_per_second:
             train_logs["steps_per_second"] = self._compute_steps_per_second()
-        compiled = getattr(self, "_compiled", None) or SummaryFunctions()
-        self._compiled = compiled
         if train_logs:
             values = {f"epoch_{name}": value for name, value in train_logs.items()}
-            compiled.scalars(self._train_writer, epoch, values)
+            summaries.write_scalars(self._train_writer, epoch, values)
         if val_logs:
             values = {f"epoch_{name[4:]}": value for name, value in val_logs.items()}
-            compiled.scalars(self._val_writer, epoch, values)
+            summaries.write_scalars(self._val_writer, epoch, values)
 
     def weight_to_log(self, layer, weight):
         """The tensor whose histogram stands for `weight` of `layer`, or None to skip it."""
@@ -559,7 +549,5 @@ class TensorBoardBase(keras.callbacks.TensorBoard):
                     histograms[f"{name}/histogram"] = keras.ops.convert_to_numpy(value)
                     if self.write_images:
                         self._log_weight_as_image(value, f"{name}/image", epoch)
-        compiled = getattr(self, "_compiled", None) or SummaryFunctions()
-        self._compiled = compiled
-        compiled.histograms(self._train_writer, epoch, histograms)
+        summaries.write_histograms(self._train_writer, epoch, histograms)
         self._train_writer.flush()

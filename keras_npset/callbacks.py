@@ -42,7 +42,7 @@ from keras_npset.choices import NEW_VALUE_INITS
 from keras_npset.layers import SparseDense
 from keras_npset.optimizer_state import save_live_slots
 from keras_npset.schedules import PruningSchedule
-from keras_npset.summaries import SummaryFunctions
+from keras_npset.summaries import write_histograms
 from keras_npset.topology import (
     CRITERIA,
     finish_set,
@@ -603,11 +603,9 @@ class TopologyLogger(keras.callbacks.Callback):
         self.log_dir = check_dir("log_dir", log_dir)
         self.histogram_freq = check_int("histogram_freq", histogram_freq, 0)
         self._writer = None
-        self._compiled = SummaryFunctions()
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "topology"))
-        self._compiled = SummaryFunctions()
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.histogram_freq or epoch % self.histogram_freq:
@@ -622,14 +620,13 @@ class TopologyLogger(keras.callbacks.Callback):
             histograms[f"degree/{layer.name}/in"] = in_deg
             if link.next is not None:
                 histograms[f"degree/{layer.name}/out"] = out_deg
-        self._compiled.histograms(self._writer, epoch, histograms)
+        write_histograms(self._writer, epoch, histograms)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._compiled = SummaryFunctions()
 
     def get_config(self):
         return {"log_dir": self.log_dir, "histogram_freq": self.histogram_freq}

@@ -1002,5 +1002,6 @@ def test_tensorboard_skips_idle_batch_hooks(rng, tmp_path, monkeypatch):
 
     monkeypatch.setattr(board.summary, "scalar", spy)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[board])
-    assert calls and not [name for name in calls if not name.startswith("epoch_")]
+    # Keras's hook would call it for every batch ("batch_loss", ...), writing nowhere.
+    assert not [name for name in calls if name.startswith("batch_")], calls
     assert "epoch_loss" in event_tags(tmp_path)
