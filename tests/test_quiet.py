@@ -44,3 +44,19 @@ def test_exit_now_flushes_the_streams_and_skips_shutdown():
     assert proc.returncode == 3
     assert proc.stdout == "written"  # flushed; the atexit handler did not run
     assert proc.stderr == "to stderr"
+
+
+def test_exit_now_lets_a_profiler_write_its_results(tmp_path):
+    profile = tmp_path / "exit.prof"
+    script = tmp_path / "script.py"
+    script.write_text("from keras_npset.experiments.quiet import exit_now\nexit_now(0)\n")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert profile.stat().st_size > 0

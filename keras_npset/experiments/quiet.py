@@ -62,8 +62,12 @@ def exit_now(code: int) -> None:
     Flushes Python's standard streams first. Only for the end of a process whose
     files are all written and closed (the app's run files are written atomically
     and synced, its TensorBoard writers closed when training ends): `atexit`
-    handlers and finalizers do not run.
+    handlers and finalizers do not run. Under a profiler or tracer
+    (`python -m cProfile`, coverage), which write their results at exit, it
+    raises `SystemExit(code)` instead.
     """
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
