@@ -43,6 +43,7 @@ import argparse
 import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,26 @@ def import_seconds() -> float:
     return time.perf_counter() - start
 
 
+def run_original(dataset: str, args) -> dict:
+    """`args.original` on `dataset`, timed from start to exit: the whole process."""
+    from keras_npset.experiments.config import load_config
+
+    name = os.path.splitext(os.path.basename(dataset))[0]
+    cfg = load_config(os.path.join(ROOT, "configs", f"{name}.toml"), args.overrides)
+    command = args.original.format(
+        data=shlex.quote(os.path.abspath(dataset)),
+        hidden=cfg.model.hidden[0],
+        epochs=args.epochs,
+        seed=cfg.train.seed,
+    )
+    start = time.perf_counter()
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=ROOT)
+    run_s = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} original failed:\n{proc.stderr[-3000:]}")
+    return {"dataset": name, "method": "original", "run_s": run_s, "command": command}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Per dataset: medians over rounds of each method's figures, and NPSET / SET."""
     summary = []
@@ -268,6 +289,13 @@ def summarise(rows: list[dict]) -> list[dict]:
                 p: float(np.median([r["ordinary_epoch_parts_s"].get(p, 0.0) for r in mine]))
                 for p in sorted(parts)
             }
+        original = [r["run_s"] for r in rows if r["dataset"] == name and r["method"] == "original"]
+        if original:
+            entry["original_run_s"] = float(np.median(original))
+            for method in METHODS:
+                entry[f"original_over_{method}"] = (
+                    entry["original_run_s"] / entry[f"{method}_run_s"]
+                )
         entry["npset_over_set"] = entry["npset_run_s"] / entry["set_run_s"]
         entry["npset_event_over_ordinary"] = (
             entry["npset_event_epoch_s"] / entry["npset_ordinary_epoch_s"]
@@ -317,6 +345,13 @@ def main(argv=None):
         default=[],
         help="a train.py config override for every run (repeatable)",
     )
+    parser.add_argument(
+        "--original",
+        metavar="COMMAND",
+        help="also time this command once per round, beside SET and NPSET (e.g. the paper's "
+        "original SciPy code on the same dataset); {data}, {hidden}, {epochs} and {seed} are "
+        "replaced by the dataset path, the config's hidden width, the epochs and the seed",
+    )
     parser.add_argument("--output", default="bench_runs.json")
     args = parser.parse_args(argv)
     for path in args.data:
@@ -329,6 +364,11 @@ def main(argv=None):
             for round_ in range(args.rounds):
                 imports.append(import_seconds())
                 order = METHODS if round_ % 2 == 0 else METHODS[::-1]
+                if args.original:
+                    row = run_original(path, args)
+                    row["round"] = round_
+                    rows.append(row)
+                    print(f"{row['dataset']} original: run {row['run_s']:.1f} s", flush=True)
                 for method in order:
                     row = run_once(path, method, args, workdir)
                     row["round"] = round_
@@ -366,6 +406,21 @@ def main(argv=None):
         for s in summary
     ]
     print(common.markdown_table(head, body))
+    if args.original:
+        head = ["dataset", "original run s", "SET run s", "NPSET run s", "original / SET"]
+        head += ["original / NPSET"]
+        body = [
+            [
+                s["dataset"],
+                f"{s['original_run_s']:.1f}",
+                f"{s['set_run_s']:.1f}",
+                f"{s['npset_run_s']:.1f}",
+                f"{s['original_over_set']:.2f}",
+                f"{s['original_over_npset']:.2f}",
+            ]
+            for s in summary
+        ]
+        print(common.markdown_table(head, body))
     print(breakdown_table(summary))
     print(
         "wrote",

@@ -57,6 +57,27 @@ def test_main_times_whole_runs(tmp_path, capsys):
     assert summary["set_run_over_import"] > 1
 
 
+def test_an_original_command_is_timed_beside_set_and_npset(tmp_path, capsys):
+    data = tmp_path / "lung_discrete.mat"
+    _write_mat(data)
+    out = tmp_path / "runs.json"
+    record = tmp_path / "original.txt"
+    # A stand-in for the original code: it records what it was given.
+    command = f"echo {{data}} {{hidden}} {{epochs}} {{seed}} > {record}"
+    argv = [str(data), "--epochs", "2", "--output", str(out), "--original", command]
+    for item in ["model.hidden=[16,16]", "model.start=0", "model.prune_epochs=0"]:
+        argv += ["--set", item]
+    assert br.main(argv) == 0
+    assert record.read_text().split() == [str(data), "16", "2", "0"]
+    payload = json.loads(out.read_text())
+    assert [r["method"] for r in payload["rows"]] == ["original", "set", "npset"]
+    (summary,) = payload["summary"]
+    assert summary["original_over_set"] == pytest.approx(
+        summary["original_run_s"] / summary["set_run_s"]
+    )
+    assert "| original run s |" in capsys.readouterr().out
+
+
 def test_epoch_parts_split_each_epoch_by_callback():
     epoch_s = [9.0, 1.0, 2.0, 3.0]
     callback_s = {
