@@ -392,6 +392,16 @@ def collect(paths: list[str], out: str, paper: dict[str, dict[str, str]]) -> str
         note = f"{replaced} runs were in more than one input; the last input's result is used."
         notes.append(note)
     results = list(by_run.values())
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["source"]] = counts.get(r["source"], 0) + 1
+    notes = [n for n in notes if not n.startswith("Runs per input")]
+    if len(counts) > 1:
+        notes.append(
+            "Runs per input (`source` in the JSON): "
+            + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + "."
+        )
     epochs = {r.get("epochs") for r in results}
     report = markdown_report(
         results, paper, "/".join(str(e) for e in sorted(e for e in epochs if e)), notes

@@ -213,6 +213,12 @@ def test_collect_takes_a_rerun_from_the_last_input(tmp_path):
     assert by_seed[0]["source"] == "earlier.json"
     assert merged["collected"] == ["earlier.json", "later.json"]  # names, not local paths
     assert "1 runs were in more than one input" in out.read_text()
+    assert "Runs per input (`source` in the JSON): earlier.json 1, later.json 2." in out.read_text()
+    # A collection collects again, alone, keeping each run's source.
+    again = tmp_path / "again.md"
+    assert rp.main(["--collect", str(tmp_path / "all.json"), "--out", str(again)]) == 0
+    assert "earlier.json 1, later.json 2." in again.read_text()
+    assert again.read_text().count("Runs per input") == 1
     assert "84.67 ± 5.03" in out.read_text()  # seeds 0-2: 80, 90, 84
 
 
