@@ -61,7 +61,6 @@ METHODS = ("set", "npset")
 
 def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow through train.py: without its import-time output, as when train.py runs.
     import_tensorflow_quietly()
     train = importlib.import_module("train")
@@ -145,17 +144,15 @@ PARTS = {
 
 def epoch_parts(epoch_s: list[float], callback_s: dict[str, list[float]], epochs) -> dict:
     """Median seconds per ordinary epoch of each part: training is what callbacks leave."""
-    parts: dict[str, list[float]] = {}
-    for e in epochs:
+    parts: dict[str, list[float]] = {"training": [0.0] * len(epochs)}
+    for i, e in enumerate(epochs):
         total = 0.0
         for name, seconds in callback_s.items():
             if name == "EpochClock":
                 continue
-            part = PARTS.get(name, "other")
-            parts.setdefault(part, [0.0] * len(epochs))
-            parts[part][epochs.index(e)] += seconds[e]
+            parts.setdefault(PARTS.get(name, "other"), [0.0] * len(epochs))[i] += seconds[e]
             total += seconds[e]
-        parts.setdefault("training", [0.0] * len(epochs))[epochs.index(e)] = epoch_s[e] - total
+        parts["training"][i] = epoch_s[e] - total
     return {part: float(np.median(values)) for part, values in parts.items()}
 
 
