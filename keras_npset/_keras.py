@@ -390,6 +390,39 @@ def model_from_json(config_json: str, custom_objects=None):
     return saving_lib._model_from_config(config_json, custom_objects, compile=True, safe_mode=True)
 
 
+def _tf_functions(function, depth: int = 3) -> list:
+    """The `tf.function`s that `function` is or closes over, `depth` closures deep."""
+    if isinstance(function, tf.types.experimental.PolymorphicFunction):
+        return [function]
+    found = []
+    if depth and callable(function):
+        for cell in getattr(function, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                found += _tf_functions(cell.cell_contents, depth - 1)
+    return found
+
+
+def omit_retracing_warnings(model) -> None:
+    """Silence TensorFlow's "triggered tf.function retracing" warning for `model`'s functions.
+
+    After a topology change that re-creates storage, the model's
+    train/test/predict functions are rebuilt and traced anew on purpose; from
+    the sixth such rebuild TensorFlow would call it "excessive retracing"
+    (it counts traces per Python code object, and each rebuild makes a new
+    `tf.function` of the same code). Relies on: Keras's
+    `TensorFlowTrainer.make_train_function` / `make_test_function` /
+    `make_predict_function` storing `train_function`, `test_function`,
+    `predict_function` as the `tf.function`s or as plain functions that close
+    over them, and on TensorFlow's `Function._omit_frequent_tracing_warning`,
+    the flag its frequent-tracing detector reads.
+
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
+    """
+    for name in ("train_function", "test_function", "predict_function"):
+        for function in _tf_functions(getattr(model, name, None)):
+            function._omit_frequent_tracing_warning = True
+
+
 def rebuild_sequential_graph(model) -> bool:
     """Re-create the symbolic graph of a Sequential model that starts with an `Input`.
 

@@ -181,3 +181,5 @@ def refresh_model(model) -> None:
     model.make_train_function(force=True)
     model.make_test_function(force=True)
     model.make_predict_function(force=True)
+    # The re-trace is deliberate: no "excessive retracing" warning for it.
+    _keras.omit_retracing_warnings(model)

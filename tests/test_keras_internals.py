@@ -415,6 +415,37 @@ def test_rebuild_sequential_graph():
     assert not _keras.rebuild_sequential_graph(functional)
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_omit_retracing_warnings(caplog, steps_per_execution):
+    x = np.random.default_rng(0).standard_normal((16, 5)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((16, 2)).astype("float32")
+
+    def rebuilt_fits(omit):
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+        model.compile("sgd", "mse", steps_per_execution=steps_per_execution)
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        caplog.clear()
+        for _ in range(6):  # a new function of the same code, traced each time
+            model.make_train_function(force=True)
+            model.make_test_function(force=True)
+            model.make_predict_function(force=True)
+            functions = [
+                f
+                for name in ("train_function", "test_function", "predict_function")
+                for f in _keras._tf_functions(getattr(model, name))
+            ]
+            assert functions  # found them all
+            if omit:
+                _keras.omit_retracing_warnings(model)
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y))
+            model.predict(x, verbose=0)
+        return [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        assert rebuilt_fits(omit=False)  # TensorFlow warns without it
+        assert rebuilt_fits(omit=True) == []
+
+
 def test_refresh_symbolic_shapes():
     inputs = keras.Input((4,))
     hidden = keras.layers.Dense(5, name="hidden")
