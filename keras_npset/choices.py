@@ -25,5 +25,8 @@ VARIANCE_SCALING_INITIALIZERS = {
 }
 KERNEL_INITIALIZERS = (*VARIANCE_SCALING_INITIALIZERS, "set_normal")
 
+# `feature_importance(criterion=...)`, `InputPruning(criterion=...)`: how input features are scored.
+IMPORTANCE_CRITERIA = ("path", "strength", "degree")
+
 # `SETEvolution(init=...)`: the initial value of regrown connections.
 NEW_VALUE_INITS = ("normal", "zeros")

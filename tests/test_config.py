@@ -240,6 +240,7 @@ def test_out_of_range(override):
         ("model.kernel_impl", C.KERNEL_IMPLEMENTATIONS),
         ("model.kernel_initializer", C.KERNEL_INITIALIZERS),
         ("model.dense_initializer", C.KERNEL_INITIALIZERS),
+        ("model.feature_criterion", C.IMPORTANCE_CRITERIA),
     ],
 )
 def test_choices_list_the_options(key, options):

@@ -65,7 +65,69 @@ def test_importance_matches_dense_reference(rng):
         feature_importance(layer, criterion="degree"), (dense != 0).sum(axis=1)
     )
     model = keras.Sequential([keras.Input((11,)), layer, SparseDense(2)])
-    np.testing.assert_allclose(feature_importance(model), np.abs(dense).sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        feature_importance(model, criterion="strength"), np.abs(dense).sum(axis=1), rtol=1e-6
+    )
+
+
+def _randomise(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, SparseDense):
+            layer.values.assign(rng.standard_normal(layer.nnz).astype("float32"))
+
+
+def test_path_importance_matches_dense_reference(rng):
+    model = _model(selection=False)
+    _randomise(model, rng)
+    a1, a2, a3 = (
+        np.abs(model.get_layer(n).to_dense_kernel()).astype(np.float64) for n in ("h1", "h2", "out")
+    )
+    expected = a1 @ a2 @ a3 @ np.ones(2)
+    np.testing.assert_allclose(feature_importance(model), expected, rtol=1e-10)
+    np.testing.assert_allclose(feature_importance(model, criterion="path"), expected, rtol=1e-10)
+    np.testing.assert_allclose(
+        feature_importance(model, criterion="strength"), a1.sum(axis=1), rtol=1e-6
+    )
+    # A layer alone has no paths beyond itself: path strength is its strength.
+    np.testing.assert_allclose(feature_importance(model.get_layer("h1")), a1.sum(axis=1), rtol=1e-6)
+    ranking = feature_ranking(model)
+    assert ranking.tolist() == np.lexsort((np.arange(N_FEATURES), -expected)).tolist()
+
+
+def test_path_importance_stops_at_a_layer_that_is_not_sparse(rng):
+    inputs = keras.Input((N_FEATURES,))
+    x = SparseDense(12, epsilon=3, activation="relu", seed=0, name="h1")(inputs)
+    x = SparseDense(10, epsilon=3, activation="relu", seed=1, name="h2")(x)
+    outputs = keras.layers.Dense(2, name="dense_out")(x)
+    model = keras.Model(inputs, outputs)
+    _randomise(model, rng)
+    a1, a2 = (np.abs(model.get_layer(n).to_dense_kernel()).astype(np.float64) for n in ("h1", "h2"))
+    np.testing.assert_allclose(feature_importance(model), a1 @ a2 @ np.ones(10), rtol=1e-10)
+
+
+def test_path_importance_after_input_pruning_indexes_the_full_input(rng):
+    model = _model()
+    x, y = _data()
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[InputPruning(k=8, start=0, epochs=1)])
+    selection = find_selection(model)
+    kept = selection.kept_indices()
+    a1, a2, a3 = (
+        np.abs(model.get_layer(n).to_dense_kernel()).astype(np.float64) for n in ("h1", "h2", "out")
+    )
+    expected = np.zeros(N_FEATURES)
+    expected[kept] = a1 @ a2 @ a3 @ np.ones(2)
+    np.testing.assert_allclose(feature_importance(model), expected, rtol=1e-10)
+    assert sorted(feature_ranking(model)[:8].tolist()) == kept.tolist()
+
+
+def test_input_pruning_events_print_no_retracing_warning(caplog):
+    # Every event re-creates the first layer's storage and re-traces on purpose.
+    model = _model()
+    x, y = _data()
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        model.fit(x, y, epochs=9, verbose=0, callbacks=[InputPruning(k=4, start=0, epochs=7)])
+    assert find_selection(model).n_kept == 4
+    assert [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()] == []
 
 
 def test_ranking_breaks_ties_by_index():
@@ -257,6 +319,10 @@ def test_run_writes_features_and_split(tmp_path):
     np.testing.assert_array_equal(dataset.y_train, y[split["train"]])
     loaded = keras.saving.load_model(str(out / "model.keras"))
     assert find_selection(loaded).n_kept == 5
+    assert features["criterion"] == "path" and "|W1| @ |W2|" in features["definition"]
+    np.testing.assert_allclose(
+        features["scores"], feature_importance(loaded, "path")[features["ranking"]], rtol=1e-6
+    )
     with pytest.raises(ValueError, match="model.input_k"):
         load_config(None, ["model.method=dense", "model.input_k=5"])
 

@@ -25,6 +25,7 @@ from typing import Any
 
 # The valid choices of library options, from the library's TensorFlow-free modules.
 from keras_npset.choices import (
+    IMPORTANCE_CRITERIA,
     KERNEL_IMPLEMENTATIONS,
     KERNEL_INITIALIZERS,
     NEW_VALUE_INITS,
@@ -133,6 +134,9 @@ class ModelConfig:
     input_k: int = 0
     input_start: int = 10
     input_prune_epochs: int = 40
+    # How input features are scored, for input pruning and for every run's features.json
+    # (keras_npset.feature_importance): "path", "strength" or "degree".
+    feature_criterion: str = "path"
 
 
 @dataclasses.dataclass
@@ -336,6 +340,7 @@ def _check_values(cfg: Config) -> None:
     check_int("model.input_k", m.input_k, 0)  # 0 = no input pruning
     check_int("model.input_start", m.input_start, 0)
     check_int("model.input_prune_epochs", m.input_prune_epochs, 0)
+    check_choice("model.feature_criterion", m.feature_criterion, IMPORTANCE_CRITERIA)
     check_int("train.epochs", t.epochs, 1)
     check_int("train.batch_size", t.batch_size, 1)
     check_positive("train.learning_rate", t.learning_rate)

@@ -219,7 +219,12 @@ def callbacks_for(method: str, cfg: Config, log_dir: str | None = None) -> list:
         from keras_npset.features import InputPruning
 
         callbacks.append(
-            InputPruning(k=m.input_k, start=m.input_start, epochs=m.input_prune_epochs)
+            InputPruning(
+                k=m.input_k,
+                start=m.input_start,
+                epochs=m.input_prune_epochs,
+                criterion=m.feature_criterion,
+            )
         )
     if log_dir:
         callbacks.append(TopologyLogger(log_dir, histogram_freq=TOPOLOGY_HISTOGRAM_FREQ))

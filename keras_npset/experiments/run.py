@@ -304,7 +304,19 @@ def make_loss(name: str):
     return name
 
 
-def features_report(model, criterion="strength") -> dict:
+# features.json's one-line definition of each `feature_importance` criterion.
+FEATURE_CRITERION_DEFINITIONS = {
+    "path": "path: sum over every path from the input neuron through the chain of SparseDense "
+    "layers to the last one's units of the product of the paths' |weight| "
+    "(|W1| @ |W2| @ ... @ 1); ties broken by lower index",
+    "strength": "strength: sum of |weight| over the input neuron's connections in the first "
+    "SparseDense layer (QuickSelection); ties broken by lower index",
+    "degree": "degree: number of connections of the input neuron in the first "
+    "SparseDense layer; ties broken by lower index",
+}
+
+
+def features_report(model, criterion="path") -> dict:
     """`features.json`'s content: every feature ranked, most important first.
 
     Scores and order are `keras_npset.features.feature_importance` and `rank`.
@@ -315,13 +327,7 @@ def features_report(model, criterion="strength") -> dict:
     order = rank(scores, kept)
     report = {
         "criterion": criterion,
-        "definition": (
-            "strength: sum of |weight| over the input neuron's connections in the first "
-            "SparseDense layer (QuickSelection); ties broken by lower index"
-            if criterion == "strength"
-            else "degree: number of connections of the input neuron in the first "
-            "SparseDense layer; ties broken by lower index"
-        ),
+        "definition": FEATURE_CRITERION_DEFINITIONS[criterion],
         "n_features": int(scores.size),
         "ranking": [int(i) for i in order],
         "scores": [float(scores[i]) for i in order],
@@ -605,7 +611,9 @@ def _write_results(cfg: Config, model: keras.Model, results: dict[str, Any], res
         with _atomic_path(os.path.join(out, "model.keras"), suffix=".keras") as tmp:
             model.save(tmp)
     if cfg.model.method in models.SPARSE_METHODS:
-        write_json(os.path.join(out, "features.json"), features_report(model))
+        write_json(
+            os.path.join(out, "features.json"), features_report(model, cfg.model.feature_criterion)
+        )
     write_json(os.path.join(out, "results.json"), results)
     if resume:
         shutil.rmtree(_checkpoint_dir(cfg), ignore_errors=True)
