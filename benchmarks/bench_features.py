@@ -5,9 +5,11 @@ every seed and k in {25, 50, 100, 200}: the test accuracy (percent) of one
 fixed classifier, scikit-learn's `SVC()` with its defaults (RBF kernel, C=1),
 trained on the top-k features of
 
-- `set`: `keras_npset.feature_ranking` of a trained SET-MLP (input-neuron
-  strength in the first sparse layer),
+- `set`: `keras_npset.feature_ranking` of a trained SET-MLP (`--criterion`,
+  by default the library's default, path strength),
 - `npset`: the same for an NPSET run,
+- `set_strength`: the SET run ranked by QuickSelection's first-layer
+  strength instead (`criterion="strength"`), to compare the criteria,
 - `input_pruning`: a SET run with `InputPruning` (`model.input_k` = the
   largest k that fits the dataset); smaller k take the top of its ranking of
   the survivors, so one input-pruning run per dataset and seed serves all k,
@@ -67,7 +69,7 @@ DATASETS = (
     "PCMAC",
     "RELATHE",
 )
-LIBRARY = ("set", "npset", "input_pruning")
+LIBRARY = ("set", "npset", "input_pruning", "set_strength")
 BASELINES = ("f_classif", "mutual_info", "random", "all")
 METHODS = LIBRARY + BASELINES
 # NeuroFS (Atashgahi et al., TMLR 2023), SVM on the selected features.
@@ -143,7 +145,7 @@ def find_run(args, name, method, seed, log):
 
 
 def input_pruning_run(args, name, seed, k, set_folder, log):
-    own = os.path.join(args.work_dir, name, f"input_pruning_k{k}", f"seed{seed}")
+    own = os.path.join(args.work_dir, name, f"input_pruning_{args.criterion}_k{k}", f"seed{seed}")
     if _complete(own):
         return own
     if args.no_input_pruning_training:
@@ -152,21 +154,31 @@ def input_pruning_run(args, name, seed, k, set_folder, log):
     if set_folder is not None:
         with open(os.path.join(set_folder, "config.json")) as f:
             base = json.load(f)["config"]
-    cfg = _config(args, name, "set", seed, own, base=base, extra=[f"model.input_k={k}"])
+    cfg = _config(
+        args,
+        name,
+        "set",
+        seed,
+        own,
+        base=base,
+        extra=[f"model.input_k={k}", f"model.feature_criterion={args.criterion}"],
+    )
     _train(cfg, log)
     return own
 
 
-def run_ranking(folder):
-    """The run's ranking: its `features.json` if it wrote one, else from `model.keras`."""
+def run_ranking(folder, criterion):
+    """The run's ranking by `criterion`: its features.json if made with it, else model.keras's."""
     features = os.path.join(folder, "features.json")
     if os.path.exists(features):
         with open(features) as f:
-            return np.asarray(json.load(f)["ranking"])
+            report = json.load(f)
+        if report.get("criterion", "strength") == criterion:
+            return np.asarray(report["ranking"])
     import keras_npset
 
     model = keras_npset.load_model(os.path.join(folder, "model.keras"))
-    return keras_npset.feature_ranking(model)
+    return keras_npset.feature_ranking(model, criterion)
 
 
 def run_dataset(folder, seed):
@@ -202,7 +214,13 @@ def baseline_columns(method, dataset, k, seed):
 def evaluate(args, name, seed, results, log):
     entries = results["entries"]
     set_folder = find_run(args, name, "set", seed, log)
-    folders = {"set": set_folder, "npset": find_run(args, name, "npset", seed, log)}
+    folders = {
+        "set": set_folder,
+        "set_strength": set_folder,
+        "npset": find_run(args, name, "npset", seed, log),
+    }
+    criteria = {method: args.criterion for method in LIBRARY}
+    criteria["set_strength"] = "strength"
     if set_folder is None and not os.path.exists(os.path.join(args.data_dir, f"{name}.mat")):
         return
     if set_folder is not None:
@@ -236,8 +254,9 @@ def evaluate(args, name, seed, results, log):
             if own_split != split:
                 log(f"  {key}: the run's split differs from the SET run's; skipped")
                 continue
-            ranking = run_ranking(folder)
+            ranking = run_ranking(folder, criteria[method])
             entry["source"] = folder
+            entry["criterion"] = criteria[method]
             if method == "input_pruning":
                 entry["pruned_to"] = max(ks)
             for k in ks:
@@ -387,8 +406,8 @@ def table(results, ks=KS) -> str:
     summary = [
         "",
         "Mean over the datasets that have every method at that k (`best library` = per "
-        "dataset the highest of set / npset / input_pruning, a choice made after seeing "
-        "the test accuracies, so optimistic):",
+        "dataset the highest of set / npset / input_pruning / set_strength, a choice made "
+        "after seeing the test accuracies, so optimistic):",
         "",
         "| k | " + " | ".join(METHODS) + " | best library | datasets |",
         "|---|" + "---|" * (len(METHODS) + 2),
@@ -421,7 +440,9 @@ def table(results, ks=KS) -> str:
     note = (
         "SVC() (RBF, C=1) test accuracy in percent, mean +- std over seeds (n = seeds where "
         "fewer than 3). input_pruning: one run per dataset and seed pruned to the largest k; "
-        "smaller k use the top of its ranking of the survivors."
+        "smaller k use the top of its ranking of the survivors. set, npset and input_pruning "
+        f"rank by `{results.get('settings', {}).get('criterion', 'path')}`, set_strength by "
+        "first-layer strength."
     )
     return "\n".join([note, "", *lines, *summary]) + "\n"
 
@@ -448,6 +469,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--force", action="store_true", help="recompute existing entries")
+    parser.add_argument(
+        "--criterion",
+        default="path",
+        choices=["path", "strength", "degree"],
+        help="how the library ranks features (keras_npset.feature_importance)",
+    )
     parser.add_argument("--shrink-dataset", default="Prostate_GE")
     parser.add_argument("--no-shrink", action="store_true")
     parser.add_argument("--repeats", type=int, default=7)
@@ -462,6 +489,7 @@ def main(argv=None):
     results["settings"] = {
         "classifier": "sklearn.svm.SVC() defaults (RBF, C=1, gamma='scale')",
         "ks": list(args.ks),
+        "criterion": args.criterion,
         "extra_overrides": list(args.set),
     }
     log = print

@@ -32,6 +32,14 @@ def test_tiny_benchmark_all_methods_and_resume(tmp_path, monkeypatch):
         entry = results["entries"][f"lung_discrete/0/{method}"]
         assert set(entry["accuracy"]) == {"5", "10"}  # k = 40 > 30 features is skipped
     assert results["entries"]["lung_discrete/0/input_pruning"]["pruned_to"] == 10
+    entries = results["entries"]
+    assert entries["lung_discrete/0/set"]["criterion"] == "path"
+    assert entries["lung_discrete/0/set_strength"]["criterion"] == "strength"
+    assert (
+        entries["lung_discrete/0/set_strength"]["source"]
+        == entries["lung_discrete/0/set"]["source"]
+    )
+    assert (tmp_path / "runs" / "lung_discrete" / "input_pruning_path_k10" / "seed0").is_dir()
     shrink = results["shrink"]
     assert shrink["first_layer_before"]["input_dim"] == 30
     assert shrink["first_layer_after"]["input_dim"] == 10
