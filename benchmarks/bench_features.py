@@ -207,7 +207,12 @@ def baseline_columns(method, dataset, k, seed):
     if method == "random":
         return np.random.default_rng(seed).permutation(n)[:k]
     if method == "f_classif":
-        return SelectKBest(f_classif, k=k).fit(dataset.x_train, dataset.y_train).get_support(True)
+        import warnings
+
+        with warnings.catch_warnings():  # constant columns of a split score NaN, ranked last
+            warnings.simplefilter("ignore", (UserWarning, RuntimeWarning))
+            selector = SelectKBest(f_classif, k=k).fit(dataset.x_train, dataset.y_train)
+        return selector.get_support(True)
     raise ValueError(method)
 
 
@@ -485,6 +490,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from keras_npset.experiments.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     results = _load(args.output)
     results["settings"] = {
         "classifier": "sklearn.svm.SVC() defaults (RBF, C=1, gamma='scale')",
