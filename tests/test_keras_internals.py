@@ -417,14 +417,15 @@ def test_rebuild_sequential_graph():
 
 @pytest.mark.parametrize("steps_per_execution", [1, 4])
 def test_omit_retracing_warnings(caplog, steps_per_execution):
+    # Whether TensorFlow would warn without it depends on what ran before in the
+    # process (its detector is global), so the flag it reads is checked directly;
+    # tests/test_features.py shows the warning itself, with and without.
     x = np.random.default_rng(0).standard_normal((16, 5)).astype("float32")
     y = np.random.default_rng(1).standard_normal((16, 2)).astype("float32")
-
-    def rebuilt_fits(omit):
-        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
-        model.compile("sgd", "mse", steps_per_execution=steps_per_execution)
-        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-        caplog.clear()
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse", steps_per_execution=steps_per_execution)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    with caplog.at_level("WARNING", logger="tensorflow"):
         for _ in range(6):  # a new function of the same code, traced each time
             model.make_train_function(force=True)
             model.make_test_function(force=True)
@@ -434,16 +435,13 @@ def test_omit_retracing_warnings(caplog, steps_per_execution):
                 for name in ("train_function", "test_function", "predict_function")
                 for f in _keras._tf_functions(getattr(model, name))
             ]
-            assert functions  # found them all
-            if omit:
-                _keras.omit_retracing_warnings(model)
+            assert len(functions) >= 3  # one at least behind each
+            assert not any(f._omit_frequent_tracing_warning for f in functions)
+            _keras.omit_retracing_warnings(model)
+            assert all(f._omit_frequent_tracing_warning for f in functions)
             model.fit(x, y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y))
             model.predict(x, verbose=0)
-        return [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
-
-    with caplog.at_level("WARNING", logger="tensorflow"):
-        assert rebuilt_fits(omit=False)  # TensorFlow warns without it
-        assert rebuilt_fits(omit=True) == []
+    assert [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()] == []
 
 
 def test_refresh_symbolic_shapes():
