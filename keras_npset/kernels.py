@@ -81,24 +81,27 @@ def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
 # Padding. A layer that neuron pruning keeps at a capacity larger than its live
 # kernel (see `SparseDense.padded`) stores its live connections first and
 # padding after them: index (-1, -1), value 0. With `padded=True` every path
-# treats such entries as absent: the XLA programs point them at (0, 0) with a
-# zero value and zero their gradient (one fused select per array), the CSR and
-# reference paths multiply only the live prefix. The results and the gradient
-# of the live entries are those of the live kernel alone, and the padding
-# receives exactly zero gradient, so it stays zero under any optimizer.
-def _masked(indices, values, padded):
-    """`(indices, values, live)`: padding pointed at (0, 0) with value 0."""
-    if not padded:
-        return indices, values, None
-    live = indices[:, 0] >= 0
-    return tf.maximum(indices, 0), tf.where(live, values, tf.zeros_like(values)), live
+# treats such entries as absent. The XLA programs keep the -1 as the segment
+# of the sum (`unsorted_segment_sum` drops an entry with a negative segment,
+# so a padded entry adds nothing anywhere) and read row 0 for it where they
+# gather; the values' gradient is zeroed there. The live entries are summed
+# in the same order as by the live kernel alone, so a padded product is
+# bitwise the live one. (Pointing the padding at (0, 0) with value 0 instead
+# made every padded entry add into the same output row: a chain of dependent
+# additions that made a padded step slower the emptier its storage,
+# `benchmarks/README.md`, "Padded kernels".) The CSR and reference paths
+# multiply only the live prefix. The padding receives exactly zero gradient,
+# so it stays zero under any optimizer.
+def _gather_rows(indices, padded):
+    """Rows and columns to gather by: padding (-1) reads row 0, to be dropped."""
+    return tf.maximum(indices, 0) if padded else indices
 
 
 @tf.function(jit_compile=True)
 def _gather_forward(x, indices, values, n_out, padded=False):
-    indices, values, _ = _masked(indices, values, padded)
+    rows = _gather_rows(indices[:, 0], padded)
     x_t = tf.transpose(tf.cast(x, tf.float32))
-    gathered = tf.gather(x_t, indices[:, 0]) * tf.cast(values, tf.float32)[:, None]
+    gathered = tf.gather(x_t, rows) * tf.cast(values, tf.float32)[:, None]
     out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
     return tf.cast(tf.transpose(out_t), x.dtype)
 
@@ -108,8 +111,8 @@ def _gather_input_grad(indices, values, dy, n_in, padded=False):
     # A program of its own, apart from the values' gradient: a graph drops it
     # where nothing uses the input gradient (the first layer), and the two
     # can run on different cores.
-    indices, values, _ = _masked(indices, values, padded)
-    dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), indices[:, 1])  # [nnz, batch]
+    cols = _gather_rows(indices[:, 1], padded)
+    dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), cols)  # [nnz, batch]
     dx_t = tf.math.unsorted_segment_sum(
         dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], n_in
     )
@@ -118,12 +121,11 @@ def _gather_input_grad(indices, values, dy, n_in, padded=False):
 
 @tf.function(jit_compile=True)
 def _gather_values_grad(x, indices, dy, padded=False):
-    live = indices[:, 0] >= 0 if padded else None
-    indices = tf.maximum(indices, 0) if padded else indices
+    gather_at = _gather_rows(indices, padded)
     x_t = tf.transpose(tf.cast(x, tf.float32))
     dy_t = tf.transpose(tf.cast(dy, tf.float32))
-    grad = tf.reduce_sum(tf.gather(x_t, indices[:, 0]) * tf.gather(dy_t, indices[:, 1]), axis=1)
-    return grad if live is None else tf.where(live, grad, tf.zeros_like(grad))
+    grad = tf.reduce_sum(tf.gather(x_t, gather_at[:, 0]) * tf.gather(dy_t, gather_at[:, 1]), axis=1)
+    return tf.where(indices[:, 0] >= 0, grad, tf.zeros_like(grad)) if padded else grad
 
 
 def _live_prefix(indices, values, padded):

@@ -225,3 +225,63 @@ def test_padded_kernel_matches_dense_reference(impl, graph, batch):
     expected_dv = (x[:, indices[:, 0]] * dy[:, indices[:, 1]]).sum(0)
     np.testing.assert_allclose(dv[:n], expected_dv, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(dv[n:], 0)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("live", [0, 1, 40, 82, 83])
+def test_padded_kernel_at_every_fill_matches_dense_reference(graph, live):
+    """From no live connection to no padding left, a padded kernel gives the
+    live kernel's product and gradients (the padding's own gradient zero)."""
+    n_in, n_out, cap, batch = 37, 29, 83, 3
+    rng = np.random.default_rng(live + 7)
+    flat = np.sort(rng.choice(n_in * n_out, cap, replace=False))
+    pad_idx = np.stack([flat // n_out, flat % n_out], 1).astype(np.int32)
+    pad_idx[live:] = -1
+    pad_val = rng.standard_normal(cap).astype(np.float32)
+    pad_val[live:] = 0
+    dense = np.zeros((n_in, n_out), np.float32)
+    dense[pad_idx[:live, 0], pad_idx[:live, 1]] = pad_val[:live]
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    dy = rng.standard_normal((batch, n_out)).astype(np.float32)
+
+    def step(x, values):
+        with tf.GradientTape() as tape:
+            tape.watch([x, values])
+            y = kernels.sparse_matmul(
+                "gather", x, tf.constant(pad_idx), values, n_in, n_out, padded=True
+            )
+        return (y, *tape.gradient(y, [x, values], output_gradients=tf.constant(dy)))
+
+    fn = tf.function(step) if graph else step
+    y, dx, dv = (t.numpy() for t in fn(tf.constant(x), tf.constant(pad_val)))
+    np.testing.assert_allclose(y, x @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dy @ dense.T, rtol=1e-5, atol=1e-5)
+    expected_dv = (x[:, pad_idx[:live, 0]] * dy[:, pad_idx[:live, 1]]).sum(0)
+    np.testing.assert_allclose(dv[:live], expected_dv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(dv[live:], 0)
+
+
+def test_padded_programs_are_the_live_kernels_bitwise():
+    """The padded XLA programs add the live entries in the live kernel's order
+    and nothing else, so training numerics do not depend on the padding."""
+    n_in, n_out, batch = 300, 200, 2
+    indices, values, x, dy, _ = _problem(n_in, n_out, batch, 10, seed=3)
+    n, extra = len(indices), len(indices) // 3 + 5
+    x, dy = tf.constant(x), tf.constant(dy)
+    live = tf.constant(indices.astype(np.int32)), tf.constant(values)
+    padded = (
+        tf.constant(np.concatenate([indices, np.full((extra, 2), -1)]).astype(np.int32)),
+        tf.constant(np.concatenate([values, np.zeros(extra, np.float32)])),
+    )
+    plain = (
+        kernels._gather_forward(x, *live, n_out),
+        kernels._gather_input_grad(*live, dy, n_in),
+        kernels._gather_values_grad(x, live[0], dy),
+    )
+    with_padding = (
+        kernels._gather_forward(x, *padded, n_out, True),
+        kernels._gather_input_grad(*padded, dy, n_in, True),
+        kernels._gather_values_grad(x, padded[0], dy, True)[:n],
+    )
+    for a, b in zip(plain, with_padding, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

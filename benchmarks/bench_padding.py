@@ -1,0 +1,162 @@
+"""What padding costs a SparseDense step while neuron pruning empties its storage.
+
+Neuron pruning keeps a layer's storage at its capacity during the pruning
+phase (live connections first, then padding; `keras_npset.kernels`, "Padding")
+so that events re-trace nothing. This times the three products of one
+training step of one layer (forward, input gradient, values gradient; the XLA
+programs `SparseDense` runs, called inside one `tf.function` as a Keras step
+calls them) at several fills of the storage, three ways, interleaved round by
+round in one process (medians):
+
+- `padded`: the library's padded programs on the full storage;
+- `compact`: the plain programs on the live connections alone (what the layer
+  costs once compacted: the floor for the padded storage);
+- `masked at (0, 0)`: padding pointed at connection (0, 0) with value 0, the
+  masking the padded programs used before (kept here as the reference): every
+  padded entry then adds into the same output row.
+
+Default layer: Prostate_GE's first layer, 5966 x 5000 at epsilon 10, batch 2.
+
+Usage:
+
+    python -m benchmarks.bench_padding
+    python -m benchmarks.bench_padding --fills 1 0.5 0.12 --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from keras_npset import kernels, topology  # noqa: E402
+
+WAYS = ("padded", "compact", "masked at (0, 0)")
+
+
+@tf.function(jit_compile=True)
+def _masked_forward(x, indices, values, n_out):
+    live = indices[:, 0] >= 0
+    indices = tf.maximum(indices, 0)
+    values = tf.where(live, values, tf.zeros_like(values))
+    gathered = tf.gather(tf.transpose(x), indices[:, 0]) * values[:, None]
+    return tf.transpose(tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out))
+
+
+@tf.function(jit_compile=True)
+def _masked_input_grad(indices, values, dy, n_in):
+    live = indices[:, 0] >= 0
+    indices = tf.maximum(indices, 0)
+    values = tf.where(live, values, tf.zeros_like(values))
+    gathered = tf.gather(tf.transpose(dy), indices[:, 1]) * values[:, None]
+    return tf.transpose(tf.math.unsorted_segment_sum(gathered, indices[:, 0], n_in))
+
+
+def step_programs(way: str, n_in: int, n_out: int, repeats: int):
+    """A `tf.function(x, indices, values, dy)` running one step's products `repeats` times."""
+    if way == "masked at (0, 0)":
+        products = (
+            lambda x, i, v: _masked_forward(x, i, v, n_out),
+            lambda i, v, dy: _masked_input_grad(i, v, dy, n_in),
+        )
+    else:
+        padded = way == "padded"
+        products = (
+            lambda x, i, v: kernels._gather_forward(x, i, v, n_out, padded),
+            lambda i, v, dy: kernels._gather_input_grad(i, v, dy, n_in, padded),
+        )
+    forward, input_grad = products
+    padded_values_grad = way != "compact"
+
+    @tf.function
+    def step(x, indices, values, dy):
+        total = tf.constant(0.0)
+        for _ in range(repeats):  # each step depends on the last, as in training
+            y = forward(x, indices, values)
+            dx = input_grad(indices, values, dy)
+            dv = kernels._gather_values_grad(x, indices, dy, padded_values_grad)
+            total += y[0, 0] + dx[0, 0] + dv[0]
+            x, dy = x + 0.0 * total, dy + 0.0 * total
+        return total
+
+    return step
+
+
+def storage(indices, values, fill):
+    """(all-way inputs): the padded storage and the live prefix at `fill`."""
+    live = int(round(len(indices) * fill))
+    pad_idx = indices.copy()
+    pad_idx[live:] = -1
+    pad_val = values.copy()
+    pad_val[live:] = 0
+    return (tf.constant(pad_idx), tf.constant(pad_val)), (
+        tf.constant(indices[:live]),
+        tf.constant(values[:live]),
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-in", type=int, default=5966)
+    parser.add_argument("--n-out", type=int, default=5000)
+    parser.add_argument("--epsilon", type=float, default=10)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--fills", nargs="+", type=float, default=[1.0, 0.5, 0.25, 0.12])
+    parser.add_argument("--repeats", type=int, default=17, help="steps per call")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--output", default="bench_padding.json")
+    args = parser.parse_args(argv)
+    shape = (args.n_in, args.n_out)
+    rng = np.random.default_rng(0)
+    indices = topology.erdos_renyi_indices(*shape, rng, epsilon=args.epsilon).astype(np.int32)
+    values = rng.standard_normal(len(indices)).astype(np.float32)
+    x = tf.constant(rng.standard_normal((args.batch, shape[0])).astype(np.float32))
+    dy = tf.constant(rng.standard_normal((args.batch, shape[1])).astype(np.float32))
+    print(f"{shape[0]} x {shape[1]}, capacity {len(indices):,} connections", flush=True)
+    programs = {way: step_programs(way, *shape, args.repeats) for way in WAYS}
+    rows = []
+    for fill in args.fills:
+        padded, live = storage(indices, values, fill)
+        inputs = {"padded": padded, "compact": live, "masked at (0, 0)": padded}
+        for way in WAYS:
+            programs[way](x, *inputs[way], dy)  # compile
+        times = {way: [] for way in WAYS}
+        for _ in range(args.rounds):
+            for way in WAYS:
+                start = time.perf_counter()
+                programs[way](x, *inputs[way], dy).numpy()
+                times[way].append((time.perf_counter() - start) / args.repeats)
+        median = {way: float(np.median(t)) for way, t in times.items()}
+        rows.append(
+            {
+                "fill": fill,
+                "live": int(live[0].shape[0]),
+                "step_s": median,
+                "padded_over_compact": median["padded"] / median["compact"],
+                "masked_over_padded": median["masked at (0, 0)"] / median["padded"],
+            }
+        )
+    head = ["fill", "live connections", *[f"{w} ms" for w in WAYS]]
+    head += ["padded / compact", "masked / padded"]
+    body = [
+        [
+            f"{r['fill']:.2f}",
+            f"{r['live']:,}",
+            *[f"{r['step_s'][w] * 1e3:.3f}" for w in WAYS],
+            f"{r['padded_over_compact']:.2f}",
+            f"{r['masked_over_padded']:.2f}",
+        ]
+        for r in rows
+    ]
+    print(common.markdown_table(head, body))
+    print("wrote", common.write_results(args.output, args, rows, capacity=len(indices)))
+
+
+if __name__ == "__main__":
+    main()
