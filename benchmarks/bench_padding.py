@@ -41,32 +41,26 @@ WAYS = ("padded", "compact", "masked at (0, 0)")
 
 
 @tf.function(jit_compile=True)
-def _masked_forward(x, indices, values, n_out):
+def _masked_product(source, indices, values, gather_col, n_rows):
+    """The old masking: padding at (0, 0) with value 0. `gather_col` 0 is the
+    forward (`source` = x, rows summed by column), 1 the input gradient (`dy`)."""
     live = indices[:, 0] >= 0
     indices = tf.maximum(indices, 0)
     values = tf.where(live, values, tf.zeros_like(values))
-    gathered = tf.gather(tf.transpose(x), indices[:, 0]) * values[:, None]
-    return tf.transpose(tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out))
-
-
-@tf.function(jit_compile=True)
-def _masked_input_grad(indices, values, dy, n_in):
-    live = indices[:, 0] >= 0
-    indices = tf.maximum(indices, 0)
-    values = tf.where(live, values, tf.zeros_like(values))
-    gathered = tf.gather(tf.transpose(dy), indices[:, 1]) * values[:, None]
-    return tf.transpose(tf.math.unsorted_segment_sum(gathered, indices[:, 0], n_in))
+    gathered = tf.gather(tf.transpose(source), indices[:, gather_col]) * values[:, None]
+    summed = tf.math.unsorted_segment_sum(gathered, indices[:, 1 - gather_col], n_rows)
+    return tf.transpose(summed)
 
 
 def step_programs(way: str, n_in: int, n_out: int, repeats: int):
     """A `tf.function(x, indices, values, dy)` running one step's products `repeats` times."""
+    padded = way == "padded"
     if way == "masked at (0, 0)":
         products = (
-            lambda x, i, v: _masked_forward(x, i, v, n_out),
-            lambda i, v, dy: _masked_input_grad(i, v, dy, n_in),
+            lambda x, i, v: _masked_product(x, i, v, 0, n_out),
+            lambda i, v, dy: _masked_product(dy, i, v, 1, n_in),
         )
     else:
-        padded = way == "padded"
         products = (
             lambda x, i, v: kernels._gather_forward(x, i, v, n_out, padded),
             lambda i, v, dy: kernels._gather_input_grad(i, v, dy, n_in, padded),
