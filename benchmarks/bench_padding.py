@@ -83,7 +83,7 @@ def step_programs(way: str, n_in: int, n_out: int, repeats: int):
 
 
 def storage(indices, values, fill):
-    """(all-way inputs): the padded storage and the live prefix at `fill`."""
+    """`((indices, values) padded, (indices, values) live prefix)` at `fill`."""
     live = int(round(len(indices) * fill))
     pad_idx = indices.copy()
     pad_idx[live:] = -1
