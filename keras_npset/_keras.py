@@ -86,6 +86,55 @@ def replace_storage(variable, value) -> None:
     variable._ndim = len(value.shape)
 
 
+def is_resizable(variable) -> bool:
+    """Whether a Keras variable's storage has an unknown length (`make_resizable`)."""
+    storage = getattr(variable, "value", None)
+    shape = getattr(storage, "shape", None)
+    return shape is not None and shape.rank is not None and shape.rank > 0 and shape[0] is None
+
+
+def make_resizable(variable) -> None:
+    """Give a Keras variable storage of unknown length (axis 0), holding its current value.
+
+    Functions traced afterwards read it with an unknown shape, so a later
+    `resize` (a value of another shape, in the same storage) keeps them
+    valid: no re-trace, only XLA compilations at the new shapes. The Keras
+    variable keeps the concrete shape of its value in `_shape` (its `assign`
+    accepts the unknown-shaped values of a traced update). Relies on what
+    `replace_storage` relies on, and on `keras.Variable._initialize`
+    adopting a `tf.Variable` it is given; call it under `tf.init_scope()`
+    and, for a mirrored variable, its strategy's scope.
+
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
+    """
+    storage = variable.value
+    variable._initialize(
+        tf.Variable(
+            storage.read_value(),
+            shape=tf.TensorShape([None, *variable.shape[1:]]),
+            dtype=storage.dtype,
+            trainable=storage.trainable,
+            name=variable.name,
+            aggregation=storage.aggregation,
+            synchronization=storage.synchronization,
+        )
+    )
+
+
+def resize(variable, value) -> None:
+    """Give a resizable Keras variable (`make_resizable`) a value of another shape, in place.
+
+    The storage, its optimizer key and the functions that captured it stay
+    valid. Relies on the Keras variable caching its shape in `_shape` and
+    `_ndim`, as in `replace_storage`.
+
+    Checked: Keras 3.12.0, 3.14.0 and 3.15.1 with TensorFlow 2.21.0.
+    """
+    variable.value.assign(value)
+    variable._shape = tuple(value.shape)
+    variable._ndim = len(value.shape)
+
+
 # ---------------------------------------------------------------- optimizers
 
 

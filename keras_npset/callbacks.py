@@ -353,9 +353,14 @@ class NeuronPruning(_TopologyCallback):
     The smaller kernels are written into the layers' existing storage,
     padded, so that an event re-traces nothing; only when the pruned layers fill less
     than `surgery.MIN_FILL` of their storage, and after the last event of the
-    run (or at the end of `fit`), is the storage re-created at the live size
-    and the train/test/predict functions rebuilt (see `keras_npset.surgery`).
-    Outside `fit` every layer is at its exact, live size.
+    run (or at the end of `fit`), does the storage shrink to the live size.
+    The layers are made resizable at the start of `fit`
+    (`SparseDense.set_resizable`), so that shrinking happens in place and
+    re-traces nothing either; a layer that cannot be (no bias, more than
+    `topology.TILE_COLS` units, normalisation in between) gets new storage
+    and the train/test/predict functions are rebuilt (see
+    `keras_npset.surgery`). Outside `fit` every layer is at its exact, live
+    size.
 
     Schedule: pruning happens at the beginning of every epoch `e` with
     `start <= e <= start + epochs`, counting epochs from 0 as Keras does,
@@ -442,12 +447,24 @@ class NeuronPruning(_TopologyCallback):
         return [links[name] for name in self._targets]
 
     def _prepare_padding(self) -> None:
-        """Make the paddable target layers `pad_ready` (re-tracing if any changed)."""
+        """Make the paddable target layers `pad_ready` and resizable (re-tracing if any changed).
+
+        Resizable storage (`SparseDense.set_resizable`) lets the final
+        compaction shrink them without a re-trace.
+        """
         changed = False
+        optimizer, strategy = self.model.optimizer, self.model.distribute_strategy
+        if optimizer is not None and not optimizer.built:
+            # Keras builds it at the first training step; its slots must exist
+            # now, to be made resizable with their variables.
+            with strategy.scope():
+                optimizer.build(self.model.trainable_variables)
         for link in self._target_links():
             if surgery.can_pad(link):
                 for layer in (link.layer, link.next):
                     changed = layer.set_pad_ready(True) or changed
+                    units = layer.name in self._targets
+                    changed = layer.set_resizable(optimizer, strategy, units) or changed
         if self._undo_slot_saving is None:
             self._undo_slot_saving = save_live_slots(self.model.optimizer, self._live_length)
         if changed:
@@ -461,16 +478,20 @@ class NeuronPruning(_TopologyCallback):
         return None
 
     def _finish_padding(self) -> bool:
-        """Return every target layer to its exact size and plain kernels.
+        """Return every target layer to its exact size (and plain kernels, unless resizable).
 
-        Returns whether anything changed: the caller must then `refresh_model`.
+        Returns whether anything changed: the caller must then `refresh_model`
+        (`_refresh`). A resizable layer keeps its padding-aware kernels
+        (they are exact on exact storage), as a change of them would
+        re-trace.
         """
         links = self._target_links()
         model = self.model
         changed = surgery.compact(links, model.optimizer, model.distribute_strategy)
         for link in links:
             for layer in (link.layer, link.next):
-                changed = layer.set_pad_ready(False) or changed
+                if not layer.resizable:
+                    changed = layer.set_pad_ready(False) or changed
         if self._undo_slot_saving is not None:
             self._undo_slot_saving()
             self._undo_slot_saving = None
@@ -480,7 +501,7 @@ class NeuronPruning(_TopologyCallback):
         # A run that stops before its last event (early stopping, a shorter
         # `fit`) leaves no padding behind.
         if self._targets and self._finish_padding():
-            surgery.refresh_model(self.model)
+            self._refresh()
         super().on_train_end(logs)
 
     def _resolve_targets(self) -> list[str]:
@@ -552,8 +573,17 @@ class NeuronPruning(_TopologyCallback):
         elif surgery.should_compact(links):
             resized = surgery.compact(links, optimizer, strategy) or resized
         if resized:
-            surgery.refresh_model(model)
+            self._refresh()
         return removed
+
+    def _refresh(self) -> None:
+        """`surgery.refresh_model` after the target layers changed shape.
+
+        When they are all resizable the traced functions stay valid and only
+        the symbolic shapes are refreshed.
+        """
+        links, optimizer = self._target_links(), self.model.optimizer
+        surgery.refresh_model(self.model, retrace=not surgery.resizable(links, optimizer))
 
     def get_state(self) -> dict:
         """The generator state and the epochs pruned so far (`events`)."""

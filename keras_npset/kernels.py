@@ -44,7 +44,10 @@ deterministic either way.
 Shapes depend only on `nnz` and the widths, so SET, which keeps nnz, never
 retraces or recompiles any of these. Neuron pruning changes them; it keeps a
 layer's storage at a capacity and pads (`padded=True`), so that most events
-change neither (see `keras_npset.surgery`).
+change neither (see `keras_npset.surgery`). A resizable layer
+(`SparseDense.set_resizable`) passes its widths as scalar tensors: a traced
+function then serves every width, and XLA compiles each program once per
+new shape (a width is a compile-time constant of the program).
 """
 
 from __future__ import annotations
@@ -66,9 +69,17 @@ def resolve(kernel_impl: str) -> str:
     return check_choice("kernel_impl", kernel_impl, IMPLEMENTATIONS)
 
 
+def _dense_shape(n_in, n_out):
+    """`[n_in, n_out]` as int64, the widths being ints or (for a resizable layer) scalar tensors."""
+    # Stacked after the casts, so that shape inference sees a rank-2 shape.
+    return tf.stack([tf.cast(n_in, tf.int64), tf.cast(n_out, tf.int64)])
+
+
 def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
     """`x @ K` through `tf.sparse.sparse_dense_matmul` (the reference path)."""
-    kernel = tf.SparseTensor(tf.cast(indices, tf.int64), values, dense_shape=[n_in, n_out])
+    kernel = tf.SparseTensor(
+        tf.cast(indices, tf.int64), values, dense_shape=_dense_shape(n_in, n_out)
+    )
     # K^T @ x^T keeps the sparse operand on the left, where TF's kernel lives,
     # without reordering the row-major indices into a transposed tensor.
     out_t = tf.sparse.sparse_dense_matmul(kernel, x, adjoint_a=True, adjoint_b=True)
@@ -146,7 +157,7 @@ def _csr(indices, values, n_in, n_out):
     return tf.raw_ops.SparseTensorToCSRSparseMatrix(
         indices=tf.cast(indices, tf.int64),
         values=tf.cast(values, tf.float32),
-        dense_shape=tf.constant([n_in, n_out], tf.int64),
+        dense_shape=_dense_shape(n_in, n_out),
     )
 
 
@@ -160,7 +171,8 @@ def _column_tiles(indices, values, n_in, n_out):
     (forward) or summed (input gradient).
     """
     tile = topology.TILE_COLS
-    if n_out <= tile:
+    if not isinstance(n_out, int) or n_out <= tile:
+        # A width given as a tensor is a resizable layer's, at most one tile.
         return [(_csr(indices, values, n_in, n_out), 0, n_out)]
     n_tiles = -(-n_out // tile)
     counts = tf.math.bincount(

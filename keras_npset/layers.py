@@ -10,7 +10,7 @@ from keras import activations, constraints, initializers, regularizers
 from keras_npset import _keras, kernels, topology
 from keras_npset.choices import KERNEL_INITIALIZERS
 from keras_npset.choices import VARIANCE_SCALING_INITIALIZERS as _VALUE_INITIALIZERS
-from keras_npset.optimizer_state import carry, read, set_value
+from keras_npset.optimizer_state import carry, make_resizable, read, set_value
 from keras_npset.topology import erdos_renyi_indices
 from keras_npset.validation import (
     check_bool,
@@ -197,6 +197,7 @@ class SparseDense(keras.layers.Layer):
         self._capacity = None
         self.pad_ready = False
         self._nnz_from_config = None
+        self._resizable_units = False
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
@@ -280,6 +281,11 @@ class SparseDense(keras.layers.Layer):
     # them and they receive no gradient. Everything that reports or saves the
     # layer (`nnz`, `units`, `input_dim`, `kernel`, `to_dense_kernel`,
     # `live_*`, `get_config`, the saved weights) sees the live part only.
+    # A resizable layer (`set_resizable`) goes further: its storage has an
+    # unknown length and the traced functions read the widths from it, so
+    # even a change of capacity needs no re-trace. Traced with unknown
+    # widths, TensorFlow's graph optimiser rewrites fewer sums, so training
+    # results differ from a static trace's in the last float32 bits.
 
     @property
     def capacity(self) -> tuple[int, int, int]:
@@ -307,6 +313,44 @@ class SparseDense(keras.layers.Layer):
             )
         changed = ready != self.pad_ready
         self.pad_ready = ready
+        return changed
+
+    @property
+    def resizable(self) -> bool:
+        """Whether the storage takes new shapes in place (`set_resizable`)."""
+        return bool(self.built and _keras.is_resizable(self.values))
+
+    @property
+    def resizable_units(self) -> bool:
+        """Whether the units, too, may change in place (`set_resizable(units=True)`)."""
+        return self.resizable and self._resizable_units
+
+    def set_resizable(self, optimizer=None, strategy=None, units=True) -> bool:
+        """Give the variables (and their optimizer slots) storage of unknown shape.
+
+        Functions traced afterwards read the widths from the storage, so a
+        later change of capacity (`set_capacity`, `compact`) happens in
+        place: no re-trace, only XLA compilations at the new shapes. Neuron
+        pruning does this for the layers it prunes, so that its final
+        compaction re-traces nothing. With `units=False` only the connections
+        and the input width may change; the units stay a constant of the
+        traced functions (an output layer's, whose shape the loss sees).
+        Resizable units need a bias (the traced functions read the width
+        from it) and at most `topology.TILE_COLS` units (the CSR path's
+        column tiles are fixed when traced); for other layers it does
+        nothing. Returns whether anything changed: the caller must then
+        rebuild the model's traced functions (`surgery.refresh_model`).
+        """
+        units = bool(units)
+        if (self.bias is None and units) or self.capacity[2] > topology.TILE_COLS:
+            return False
+        changed = units != self._resizable_units
+        self._resizable_units = units
+        if self.resizable and not changed:
+            return False
+        for variable in (self.indices, self.values, self.bias):
+            if variable is not None:
+                changed = make_resizable(variable, optimizer, strategy) or changed
         return changed
 
     def live_indices(self) -> np.ndarray:
@@ -513,6 +557,13 @@ class SparseDense(keras.layers.Layer):
                 f"{self.capacity}, live {(self.nnz, self.input_dim, self.units)}"
             )
         n_in, units = self._capacity
+        static_units = units
+        if self.resizable:
+            # Widths from the storage and the inputs, not constants: a change
+            # of capacity keeps the traced function valid (`set_resizable`).
+            n_in = inputs.shape[-1] if inputs.shape[-1] is not None else tf.shape(inputs)[-1]
+            if self._resizable_units:
+                units, static_units = tf.shape(self.bias)[0], None
         x = tf.reshape(inputs, (-1, n_in))
         values = tf.cast(tf.convert_to_tensor(self.values), self.compute_dtype)
         outputs = kernels.sparse_matmul(
@@ -534,7 +585,7 @@ class SparseDense(keras.layers.Layer):
         # and the bias read have no static shape for Grappler, whose cost
         # model then warns on every op that needs a rank (a softmax output:
         # "PredictCost() ... unknown_rank"). An identity that states it.
-        outputs = tf.ensure_shape(outputs, (x.shape[0], units))
+        outputs = tf.ensure_shape(outputs, (x.shape[0], static_units))
         if len(inputs.shape) != 2:
             outputs = tf.reshape(outputs, tf.concat([leading, [units]], axis=0))
         if self.activation is not None:

@@ -63,6 +63,8 @@ def read(variable) -> np.ndarray:
 def set_value(variable, value, strategy=None) -> None:
     """Give `variable` the value `value`, replacing its storage if the shape changed.
 
+    A resizable variable (`make_resizable`) takes any shape in its storage.
+
     Under a `tf.distribute` strategy the new storage is created inside
     `strategy.scope()` (the variable's own strategy when `strategy` is
     `None`), so it is a mirrored variable like the one it replaces.
@@ -78,6 +80,12 @@ def set_value(variable, value, strategy=None) -> None:
             # `value`'s own (TensorFlow wraps aligned NumPy arrays).
             tensor = tf.constant(value)
             tf.raw_ops.AssignVariableOp(resource=storage.handle, value=tensor)
+        return
+    if _keras.is_resizable(variable):
+        # Storage of unknown shape (`make_resizable`): the new shape fits it,
+        # so the traced functions, which read it, stay valid.
+        with tf.init_scope():
+            _keras.resize(variable, value)
         return
     if strategy is None:
         # A mirrored variable knows its strategy: new storage must be created
@@ -102,6 +110,30 @@ def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
         set_value(variable, new_value, strategy)
         for slot, value in zip(slots, slot_values, strict=True):
             set_value(slot, value, strategy)
+
+
+def make_resizable(variable, optimizer=None, strategy=None) -> bool:
+    """Give `variable` and its optimizer slots storage of unknown shape.
+
+    Afterwards `set_value` and `carry` change their shapes in place, so the
+    functions traced from then on need no re-trace when they do. Returns
+    whether anything changed: the caller must then rebuild the model's
+    traced functions, which captured the old storage.
+    """
+    optimizer = base_optimizer(optimizer)
+    todo = [
+        v for v in (variable, *slot_variables(optimizer, variable)) if not _keras.is_resizable(v)
+    ]
+    if not todo:
+        return False
+    if strategy is None:
+        strategy = _keras.distribute_strategy_of(variable)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, tf.init_scope():
+        with _keras.keep_optimizer_key(optimizer, variable):
+            for v in todo:
+                _keras.make_resizable(v)
+    return True
 
 
 def save_live_slots(optimizer, live_length):

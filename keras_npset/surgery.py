@@ -17,10 +17,14 @@ network, many epochs' worth). Instead `remove_units` writes the smaller
 kernels into the layers' existing storage, padded (`SparseDense.capacity`),
 and the traced functions stay valid. Only when the pruned layers fill less
 than `MIN_FILL` of their storage (never within the paper's schedule), and
-after the last event, does `compact` re-create the storage at the live
-size, which the caller follows with `refresh_model`. A layer separated from the next one by
-per-unit weights (normalisation) cannot be padded: its link is compacted at
-every event.
+after the last event, does `compact` shrink the storage to the live size.
+Neuron pruning makes the layers it pads resizable first
+(`SparseDense.set_resizable`: storage of unknown length, widths read from
+it when traced), so a compaction happens in place and costs only the XLA
+compilations at the new shapes; the caller follows it with
+`refresh_model(model, retrace=not resizable(links, optimizer))`. A layer
+separated from the next one by per-unit weights (normalisation) cannot be
+padded: its link is compacted, and the model re-traced, at every event.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ import numpy as np
 from keras_npset import _keras
 from keras_npset.graph import Link
 from keras_npset.layers import SparseDense
-from keras_npset.optimizer_state import carry, read
+from keras_npset.optimizer_state import carry, read, slot_variables
 from keras_npset.topology import Rewiring, keep_units, take_with_source
 
 # Smallest share of their storage the pruned layers may fill (in connections)
-# before `should_compact` asks for new, smaller storage. A compaction costs a
-# re-trace (~1 s) plus XLA compilations of the gather programs at the new
-# shapes (~1.5 s), as much as 10-30 epochs of the paper's networks, and saves
-# only a part of an epoch per epoch left in the pruning phase: measured on
+# before `should_compact` asks for new, smaller storage. A compaction costs XLA
+# compilations of the gather programs at the new shapes (~0.6 s on
+# Prostate_GE; a re-trace on top, ~0.6 s more, where the layers are not
+# resizable), as much as 5-20 epochs of the paper's networks, and saves only
+# a part of an epoch per epoch left in the pruning phase: measured on
 # Prostate_GE, Yale and lung_discrete (`benchmarks/bench_runs.py`), a
 # compaction at a third never paid for itself. The paper's schedule ends at
 # about 12% of the connections, so at 0.1 its runs compact once, after the
@@ -169,15 +174,40 @@ def compact(links: list[Link], optimizer=None, strategy=None) -> bool:
     return changed
 
 
-def refresh_model(model) -> None:
+def resizable(links: list[Link], optimizer=None) -> bool:
+    """Whether the SparseDense layers of `links`, and their slots, change shape in place.
+
+    See `SparseDense.set_resizable`. Then a change of their capacity needs
+    only `refresh_model(model, retrace=False)`.
+    """
+    if not all(link.layer.resizable_units for link in links):
+        return False
+    layers = [layer for link in links for layer in (link.layer, link.next) if layer is not None]
+    return all(
+        layer.resizable
+        and all(
+            _keras.is_resizable(slot)
+            for variable in layer.weights
+            for slot in slot_variables(optimizer, variable)
+        )
+        for layer in layers
+    )
+
+
+def refresh_model(model, retrace: bool = True) -> None:
     """Rebuild what captured the old variable storage or widths.
 
-    The train/test/predict functions are re-traced on their next use, and a
-    Sequential model with an `Input` rebuilds its symbolic graph so that
-    `summary()` and `model.output_shape` show the current widths.
+    A Sequential model with an `Input` rebuilds its symbolic graph (other
+    models re-record its shapes) so that `summary()` and
+    `model.output_shape` show the current widths. With `retrace` (the
+    default) the train/test/predict functions are re-traced on their next
+    use; without, they are kept, which is right when only resizable layers
+    (`SparseDense.set_resizable`) changed shape.
     """
     if not _keras.rebuild_sequential_graph(model):
         _keras.refresh_symbolic_shapes(model)
+    if not retrace:
+        return
     model.make_train_function(force=True)
     model.make_test_function(force=True)
     model.make_predict_function(force=True)

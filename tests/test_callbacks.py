@@ -476,6 +476,8 @@ def test_padding_only_while_pruning_continues(rng, fit_epochs):
 
     With 6 epochs the schedule's last event (epoch 3) comes before the end of
     training; with 3, the run ends first and its last epoch's event is the last.
+    The layers stay resizable and padding-aware (exact storage needs no
+    other kernels), so the last event re-traces nothing.
     """
     x, y = data(rng)
     model = compiled(mlp())
@@ -490,7 +492,13 @@ def test_padding_only_while_pruning_continues(rng, fit_epochs):
         assert all(record.epochs[epoch]["padded"].values()), (epoch, record.epochs[epoch])
     for epoch in range(last, fit_epochs):
         state = record.epochs[epoch]
-        assert not any(state["ready"].values()) and not any(state["padded"].values())
+        assert not any(state["padded"].values()), (epoch, state)
+        assert all(state["ready"].values()), (epoch, state)
+    assert all(layer.resizable for layer in sparse_of(model))
+    assert [layer.resizable_units for layer in sparse_of(model)] == [True, True, False]
+    assert [e["function"] is record.epochs[0]["function"] for e in record.epochs] == [
+        True
+    ] * fit_epochs
     np.testing.assert_allclose(
         model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
     )
@@ -513,14 +521,14 @@ def count_traces(monkeypatch):
 
 @pytest.mark.parametrize("min_fill", [None, 0.9])
 def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch, min_fill):
-    """Events that fit the storage reuse the traced train function; padding stays zero.
+    """No event re-traces the train function; padding stays zero.
 
     The paper's schedule (4% per event) on a small network with SGD, momentum
     and weight decay: every epoch checks that the padding of weights and
-    slots is exactly zero after the training steps, and an event that keeps
-    every capacity keeps the same train function without a new trace. With
-    the default `MIN_FILL` only the last event re-creates storage; with a
-    high one, some events in between do too.
+    slots is exactly zero after the training steps. An event that keeps
+    every capacity keeps the storage; with the default `MIN_FILL` only the
+    last event shrinks it, with a high one some events in between do too.
+    The pruned layers are resizable, so neither kind re-traces.
     """
     if min_fill is not None:
         monkeypatch.setattr(surgery, "MIN_FILL", min_fill)
@@ -542,9 +550,10 @@ def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch
         assert len(kept) >= 8 and 3 <= len(rebuilt) <= 10, (kept, rebuilt)
     for e in kept:
         assert any(epochs[e]["padded"].values())
+    for e in range(1, len(epochs)):
         assert epochs[e]["function"] is epochs[e - 1]["function"], e
         assert epochs[e]["traces"] == epochs[e - 1]["traces"], e
-    assert not any(epochs[-1]["padded"].values()) and not any(epochs[-1]["ready"].values())
+    assert not any(epochs[-1]["padded"].values())
     assert [layer.units for layer in sparse_of(model)] == [
         final_width(60, 0.04, 21),
         final_width(50, 0.04, 21),
@@ -622,7 +631,9 @@ def test_stopping_mid_schedule_leaves_exact_layers(rng, tmp_path):
         ],
     )
     assert [layer.units for layer in sparse_of(model)] == [final_width(40, 0.1, 2)] * 2 + [3]
-    assert not any(layer.padded or layer.pad_ready for layer in sparse_of(model))
+    # Exact, in their resizable storage (which keeps the padding-aware kernels).
+    assert not any(layer.padded for layer in sparse_of(model))
+    assert all(layer.resizable and layer.pad_ready for layer in sparse_of(model))
     np.testing.assert_allclose(
         model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
     )
@@ -648,7 +659,7 @@ def test_prune_called_directly_pads_then_compacts(rng, tmp_path):
     loaded = keras.models.load_model(tmp_path / "padded.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     pruning.prune(last=True)
-    assert not any(layer.padded or layer.pad_ready for layer in sparse_of(model))
+    assert not any(layer.padded for layer in sparse_of(model))
     np.testing.assert_allclose(
         model.predict(x, verbose=0), dense_twin_predict(model, x), rtol=1e-5, atol=1e-6
     )

@@ -87,6 +87,44 @@ def test_replace_storage_under_a_strategy():
     np.testing.assert_array_equal(variable.numpy(), np.arange(4.0))
 
 
+def test_make_resizable_and_resize():
+    variable = keras.Variable(np.arange(6, dtype="float32").reshape(3, 2), name="v")
+    assert not _keras.is_resizable(variable)
+    with tf.init_scope():
+        _keras.make_resizable(variable)
+    assert _keras.is_resizable(variable)
+    assert variable.value.shape.as_list() == [None, 2]  # only the length is unknown
+    assert tuple(variable.shape) == (3, 2) and variable.trainable and variable.name == "v"
+    np.testing.assert_array_equal(variable.numpy(), np.arange(6.0).reshape(3, 2))
+    storage = variable.value
+
+    @tf.function
+    def total():
+        return tf.reduce_sum(tf.convert_to_tensor(variable)), tf.shape(variable)[0]
+
+    assert [int(t) for t in total()] == [15, 3]
+    with tf.init_scope():
+        _keras.resize(variable, np.ones((5, 2), "float32"))
+    assert variable.value is storage and tuple(variable.shape) == (5, 2)
+    assert [int(t) for t in total()] == [10, 5]  # the traced function reads the new value
+    assert total.experimental_get_tracing_count() == 1
+    variable.assign(np.zeros((5, 2)))  # Keras's assign checks against the new shape
+    with pytest.raises(ValueError, match="must match"):
+        variable.assign(np.zeros((4, 2)))
+
+
+def test_make_resizable_under_a_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        variable = keras.Variable(np.zeros(3, "float32"))
+    with strategy.scope(), tf.init_scope():
+        _keras.make_resizable(variable)
+    assert _keras.distribute_strategy_of(variable) is strategy and _keras.is_resizable(variable)
+    with tf.init_scope():
+        _keras.resize(variable, np.arange(4, dtype="float32"))
+    np.testing.assert_array_equal(variable.numpy(), np.arange(4.0))
+
+
 # ---------------------------------------------------------------- optimizers
 
 

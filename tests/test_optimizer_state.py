@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_npset.optimizer_state import base_optimizer, carry, read, set_value, slot_variables
+from keras_npset.optimizer_state import (
+    base_optimizer,
+    carry,
+    make_resizable,
+    read,
+    set_value,
+    slot_variables,
+)
 
 OPTIMIZERS = {
     "sgd_momentum": (lambda: keras.optimizers.SGD(0.1, momentum=0.9), 1),
@@ -101,3 +108,30 @@ def test_same_shape_set_value_is_seen_by_a_traced_function():
     assert float(total()) == 0.0
     set_value(variable, np.arange(4.0))
     assert float(total()) == 6.0  # the same storage, updated in place
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adam"])
+def test_resizable_variable_and_slots_change_shape_in_place(name):
+    """After `make_resizable`, `carry` resizes the same storage: a traced update stays valid."""
+    model = trained(OPTIMIZERS[name][0])
+    optimizer, bias = model.optimizer, model.layers[1].bias
+    assert make_resizable(bias, optimizer) and not make_resizable(bias, optimizer)
+    storages = [v.value for v in (bias, *slot_variables(optimizer, bias))]
+
+    @tf.function
+    def step():
+        optimizer.apply([tf.ones_like(tf.convert_to_tensor(bias))], [bias])
+
+    step()
+    old_slots = [s.numpy().copy() for s in slot_variables(optimizer, bias)]
+    old_bias = bias.numpy().copy()
+    carry(bias, np.array([old_bias[1], 5.0, old_bias[0]]), np.array([1, -1, 0]), optimizer)
+    assert [v.value for v in (bias, *slot_variables(optimizer, bias))] == storages
+    assert tuple(bias.shape) == (3,)
+    for slot, old in zip(slot_variables(optimizer, bias), old_slots, strict=True):
+        assert tuple(slot.shape) == (3,)
+        np.testing.assert_array_equal(slot.numpy(), [old[1], 0.0, old[0]])
+    optimizer._check_variables_are_known([bias])
+    step()  # the update traced at 2 entries now updates 3
+    assert step.experimental_get_tracing_count() == 1
+    assert bias.numpy().shape == (3,) and not np.array_equal(bias.numpy()[1], 5.0)
