@@ -112,6 +112,12 @@ def carry(variable, new_value, source, optimizer=None, strategy=None) -> None:
             set_value(slot, value, strategy)
 
 
+def is_resizable(variable, optimizer=None) -> bool:
+    """Whether `variable` and all its optimizer slots have storage of unknown length."""
+    variables = (variable, *slot_variables(optimizer, variable))
+    return all(_keras.is_resizable(v) for v in variables)
+
+
 def make_resizable(variable, optimizer=None, strategy=None) -> bool:
     """Give `variable` and its optimizer slots storage of unknown shape.
 

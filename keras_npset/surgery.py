@@ -35,7 +35,7 @@ import numpy as np
 from keras_npset import _keras
 from keras_npset.graph import Link
 from keras_npset.layers import SparseDense
-from keras_npset.optimizer_state import carry, read, slot_variables
+from keras_npset.optimizer_state import carry, is_resizable, read
 from keras_npset.topology import Rewiring, keep_units, take_with_source
 
 # Smallest share of their storage the pruned layers may fill (in connections)
@@ -183,15 +183,7 @@ def resizable(links: list[Link], optimizer=None) -> bool:
     if not all(link.layer.resizable_units for link in links):
         return False
     layers = [layer for link in links for layer in (link.layer, link.next) if layer is not None]
-    return all(
-        layer.resizable
-        and all(
-            _keras.is_resizable(slot)
-            for variable in layer.weights
-            for slot in slot_variables(optimizer, variable)
-        )
-        for layer in layers
-    )
+    return all(is_resizable(variable, optimizer) for layer in layers for variable in layer.weights)
 
 
 def refresh_model(model, retrace: bool = True) -> None:
