@@ -20,7 +20,9 @@ Reported per run:
   epoch 0 (tracing and compilation) left out;
 - `event_epoch_s` (NPSET): median over the pruning-event epochs, and its ratio
   to NPSET's ordinary epochs;
-- `npset_over_set`: NPSET's whole run over SET's;
+- `npset_over_set`: NPSET's whole run over SET's (medians over rounds), with
+  `npset_over_set_by_round` (each round's pair: the spread behind the median)
+  and `npset_over_set_epochs` (`fit`'s epochs alone, without start-up and exit);
 - where a run's time goes: `startup_s` (process start to `fit`'s first
   callback: imports, data, model), `first_epoch_s` (tracing and compilation),
   `ordinary_epoch_parts_s` (median seconds per ordinary epoch of training and
@@ -294,6 +296,19 @@ def summarise(rows: list[dict]) -> list[dict]:
                     entry["original_run_s"] / entry[f"{method}_run_s"]
                 )
         entry["npset_over_set"] = entry["npset_run_s"] / entry["set_run_s"]
+        # The spread behind the median: NPSET / SET of each round (the two runs
+        # of a round are adjacent in time, so they share the machine's state),
+        # and of fit's epochs alone, without start-up and exit.
+        by_round = {}
+        for r in rows:
+            if r["dataset"] == name and r["method"] in METHODS:
+                by_round.setdefault(r.get("round", 0), {})[r["method"]] = r
+        pairs = [p for p in by_round.values() if set(METHODS) <= set(p)]
+        entry["npset_over_set_by_round"] = [p["npset"]["run_s"] / p["set"]["run_s"] for p in pairs]
+        entry["npset_over_set_epochs"] = float(
+            np.median([sum(p["npset"]["epoch_s"]) for p in pairs])
+            / np.median([sum(p["set"]["epoch_s"]) for p in pairs])
+        )
         entry["npset_event_over_ordinary"] = (
             entry["npset_event_epoch_s"] / entry["npset_ordinary_epoch_s"]
         )
@@ -387,7 +402,7 @@ def main(argv=None):
         for method in METHODS:
             entry[f"{method}_run_over_import"] = entry[f"{method}_run_s"] / tf_import_s
     print(f"importing TensorFlow and Keras alone: {tf_import_s:.1f} s (median of {len(imports)})")
-    head = ["dataset", "SET run s", "NPSET run s", "NPSET / SET"]
+    head = ["dataset", "SET run s", "NPSET run s", "NPSET / SET", "per round", "epochs only"]
     head += ["SET epoch s", "NPSET epoch s", "NPSET event epoch s", "event / epoch"]
     body = [
         [
@@ -395,6 +410,8 @@ def main(argv=None):
             f"{s['set_run_s']:.1f}",
             f"{s['npset_run_s']:.1f}",
             f"{s['npset_over_set']:.2f}",
+            f"{min(s['npset_over_set_by_round']):.2f}-{max(s['npset_over_set_by_round']):.2f}",
+            f"{s['npset_over_set_epochs']:.2f}",
             f"{s['set_ordinary_epoch_s']:.3f}",
             f"{s['npset_ordinary_epoch_s']:.3f}",
             f"{s['npset_event_epoch_s']:.3f}",

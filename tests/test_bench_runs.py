@@ -46,6 +46,13 @@ def test_main_times_whole_runs(tmp_path, capsys):
     assert rows["npset"]["hidden_units"] == [9, 9]  # 16 -> 12 -> 9
     (summary,) = payload["summary"]
     assert summary["npset_over_set"] > 0
+    # One round: its own ratio is the median's; the epochs-only ratio leaves out start-up and exit.
+    assert summary["npset_over_set_by_round"] == [
+        pytest.approx(rows["npset"]["run_s"] / rows["set"]["run_s"])
+    ]
+    assert summary["npset_over_set_epochs"] == pytest.approx(
+        sum(rows["npset"]["epoch_s"]) / sum(rows["set"]["epoch_s"])
+    )
     assert summary["npset_event_epoch_s"] == pytest.approx(
         np.median([rows["npset"]["epoch_s"][e] for e in (1, 2)])
     )
