@@ -52,8 +52,12 @@ def plan(
     runs_dir: str,
     seeds: list[int],
     studies: tuple[str, ...] = STUDIES,
+    extra: tuple[str, ...] = (),
 ):
-    """(study, variant, dataset, config) for every run of the chosen studies."""
+    """(study, variant, dataset, config) for every run of the chosen studies.
+
+    `extra` overrides (`KEY=VALUE`) apply to every run, before each study's own.
+    """
     runs = []
     for name in datasets:
         base = [
@@ -61,6 +65,7 @@ def plan(
             "train.verbose=0",
             "output.tensorboard=false",
             "output.save_model=false",
+            *extra,
         ]
         config = os.path.join(ROOT, "configs", f"{name}.toml")
         for criterion in CRITERIA if "criterion" in studies else ():
@@ -163,13 +168,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="train N runs at a time, in processes")
     p.add_argument("--ray", help="train on a Ray cluster: 'local' or its address")
     p.add_argument("--out", default=RESULTS, help="results path without extension")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every run (e.g. train.weight_decay=0.0002)",
+    )
     args = p.parse_args(argv)
     paper = rp.read_paper_tables()
     datasets = rp.select_datasets(paper, args.data_dir, args.datasets)
     if datasets is None:
         return 2
     try:
-        runs = plan(datasets, args.data_dir, args.runs_dir, args.seeds, tuple(args.studies))
+        runs = plan(
+            datasets,
+            args.data_dir,
+            args.runs_dir,
+            args.seeds,
+            tuple(args.studies),
+            tuple(args.overrides),
+        )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
