@@ -80,7 +80,7 @@ class SETSquaredError(keras.losses.Loss):
 
     ```python
     model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=0.02),
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         loss=keras_npset.losses.SETSquaredError(),
         metrics=["categorical_accuracy"],
     )

@@ -26,6 +26,7 @@ def test_plan_covers_each_study_variant(tmp_path):
     # Every run reads the dataset's file, writes its own folder and defaults to the paper config.
     assert all(cfg.data.path == f"/data/{d}.mat" for _, _, d, cfg in runs)
     assert len({cfg.output.dir for *_, cfg in runs}) == len(runs)
+    assert all(cfg.train.weight_decay == 0.0 for *_, cfg in runs)
 
 
 def test_overrides_apply_to_every_run_and_studies_keep_their_own(tmp_path):

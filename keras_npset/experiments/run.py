@@ -1,8 +1,9 @@
 """One training run of the paper's experiments, from a `Config` to files on disk.
 
 `run(cfg)` seeds everything, loads and splits the data, builds and trains the
-model of `cfg.model.method` with the original SET optimiser (SGD with momentum
-and a per-step weight decay not scaled by the learning rate), and writes into
+model of `cfg.model.method` with the original SET optimiser (SGD with momentum;
+a weight decay, off by default as in the paper, is applied per step and not
+scaled by the learning rate, as in the SET code), and writes into
 `cfg.output.dir`:
 
 - `config.json`: the resolved config, library versions and seed (written first);
@@ -287,7 +288,7 @@ def model_summary(model: keras.Model, n_hidden: int) -> dict[str, Any]:
 
 
 def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-    """SGD with momentum and the original's per-step weight decay (see TrainConfig)."""
+    """SGD with momentum and the per-step weight decay of `train.weight_decay` (see TrainConfig)."""
     t = cfg.train
     decay = t.keras_weight_decay()
     return keras.optimizers.SGD(
