@@ -151,7 +151,7 @@ class TrainConfig:
     # multiplied by the learning rate; Keras subtracts lr * wd * W, so the optimizer gets
     # weight_decay / learning_rate, see `keras_weight_decay`). 0: the paper trains its
     # models "without any explicit regularization methods e.g. dropout, L1 and L2
-    # Regularization"; the SET code's own 0.0002 leaves madelon's NPSET 13% above Table 3's
+    # Regularization"; the SET code's own 0.0002 leaves madelon's NPSET 14% above Table 3's
     # parameter count (docs/paper.md).
     weight_decay: float = 0.0
     # Seeds the split, the synthetic data, the topology and Keras (set_random_seed).
