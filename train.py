@@ -122,7 +122,7 @@ def _main(args: argparse.Namespace) -> int:
         if state == "complete":
             print(f"complete: {cfg.output.dir} already holds the results of this run")
             return 0
-        import_tensorflow_quietly()
+        import_tensorflow_quietly(without_sklearn=True)  # train.py never uses keras.wrappers
         from keras_npset.experiments import run as run_lib
 
         try:

@@ -23,8 +23,8 @@ lets the swings hit all three alike, where the two long runs above may meet
 different conditions. The summary compares median epochs (training plus
 evolution), with the means beside them.
 
-Compiled as `train.py` compiles by default (up to 32 steps per execution:
-all 24 of a Leukemia epoch);
+Compiled as `train.py` compiles by default (a whole epoch per execution up to
+4096 steps: all 24 of a Leukemia epoch);
 `--steps-per-execution 1` is Keras's default, `--jit-compile true` whole-model
 XLA.
 
@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 from benchmarks import common  # noqa: E402
 from keras_npset import NeuronPruning, SETEvolution, SparseDense  # noqa: E402
 from keras_npset.experiments import data, data_order  # noqa: E402
+from keras_npset.experiments.config import TrainConfig  # noqa: E402
 
 
 def load(path, seed=0):
@@ -192,7 +193,10 @@ def main(argv=None):
         "--rounds", type=int, default=6, help="Alternating rounds timed after the runs."
     )
     parser.add_argument(
-        "--steps-per-execution", type=int, default=32, help="as train.py's default; 1 is Keras's"
+        "--steps-per-execution",
+        type=int,
+        default=TrainConfig.steps_per_execution,
+        help="as train.py's default; 1 is Keras's",
     )
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true"])
     parser.add_argument("--seed", type=int, default=0)

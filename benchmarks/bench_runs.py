@@ -64,7 +64,7 @@ METHODS = ("set", "npset")
 def _child(clock_path: str, train_args: list[str]) -> int:
     """Run `train.main(train_args)` with an epoch clock; write the clock to `clock_path`."""
     # TensorFlow through train.py: without its import-time output, as when train.py runs.
-    import_tensorflow_quietly()
+    import_tensorflow_quietly(without_sklearn=True)
     train = importlib.import_module("train")
 
     import keras
@@ -243,7 +243,10 @@ def import_seconds() -> float:
 
     The floor under any TensorFlow program's whole run on this machine.
     """
-    code = "from keras_npset.experiments.quiet import import_tensorflow_quietly as f; f()"
+    code = (
+        "from keras_npset.experiments.quiet import import_tensorflow_quietly as f; "
+        "f(without_sklearn=True)"
+    )
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)

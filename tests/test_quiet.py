@@ -1,8 +1,11 @@
 """keras_npset.experiments.quiet: no TensorFlow start-up chatter, no shutdown cost."""
 
+import importlib
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,3 +63,39 @@ def test_exit_now_lets_a_profiler_write_its_results(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert profile.stat().st_size > 0
+
+
+def test_modules_hidden_fails_their_import_only_while_active(tmp_path, monkeypatch):
+    from keras_npset.experiments.quiet import modules_hidden
+
+    (tmp_path / "hidden_pkg_for_test").mkdir()
+    (tmp_path / "hidden_pkg_for_test" / "__init__.py").write_text("X = 1\n")
+    (tmp_path / "hidden_pkg_for_test" / "sub.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with modules_hidden("hidden_pkg_for_test"):
+        with pytest.raises(ModuleNotFoundError, match="hidden_pkg_for_test"):
+            import hidden_pkg_for_test  # noqa: F401
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("hidden_pkg_for_test.sub")
+        assert importlib.import_module("json").dumps(1) == "1"  # others import as usual
+    assert importlib.import_module("hidden_pkg_for_test.sub").Y == 2
+    with modules_hidden("hidden_pkg_for_test"):  # once imported, it stays visible
+        assert importlib.import_module("hidden_pkg_for_test").X == 1
+    assert not any(type(f).__name__ == "_Hidden" for f in sys.meta_path)
+    sys.modules.pop("hidden_pkg_for_test.sub")
+    sys.modules.pop("hidden_pkg_for_test")
+
+
+def test_keras_can_load_without_sklearn_which_stays_importable():
+    proc = _python(
+        "import importlib.util, sys\n"
+        "from keras_npset.experiments.quiet import import_tensorflow_quietly\n"
+        "import_tensorflow_quietly(without_sklearn=True)\n"
+        "print('keras' in sys.modules, 'sklearn' in sys.modules)\n"
+        "if importlib.util.find_spec('sklearn') is not None:\n"
+        "    import sklearn.base\n"
+        "    assert sklearn.base.BaseEstimator\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]
+    assert proc.stderr == ""

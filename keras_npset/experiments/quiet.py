@@ -9,6 +9,12 @@ holds what the run says and nothing else. The library itself (`keras_npset`)
 leaves TensorFlow's import alone: a user who imports TensorFlow gets what
 TensorFlow prints.
 
+Keras imports scikit-learn, when it is installed, for its `keras.wrappers`
+(about 0.8 s of a 4-5 s import on a 2-core CPU). The app's own processes never
+use those wrappers: `train.py` and the sweep workers pass `without_sklearn=True`,
+so that Keras finds scikit-learn missing while it loads. scikit-learn itself stays
+importable afterwards.
+
 A process that has imported TensorFlow then spends one to several seconds in
 Python's interpreter shutdown, finalising TensorFlow's modules: as long as ten
 epochs of a small network. `train.py` and the sweep's worker processes end with
@@ -18,6 +24,7 @@ epochs of a small network. `train.py` and the sweep's worker processes end with
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import sys
 
@@ -39,17 +46,51 @@ def native_stderr_silenced():
         os.close(devnull)
 
 
-def import_tensorflow_quietly() -> None:
+class _Hidden(importlib.abc.MetaPathFinder):
+    """A finder that makes the top-level packages `names` fail to import."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def modules_hidden(*names: str):
+    """While active, importing the packages `names` fails as if they were not installed.
+
+    Packages already imported stay imported and visible.
+    """
+    names = tuple(n for n in names if n not in sys.modules)
+    finder = _Hidden(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def import_tensorflow_quietly(without_sklearn: bool = False) -> None:
     """Imports TensorFlow and Keras without their start-up chatter on stderr.
 
     Listing the devices initialises them here too, so the "failed call to cuInit"
     line that TensorFlow prints at its first device query is swallowed with the
     rest. Thread-pool settings (`tf.config.threading`) can still be changed
     afterwards. Does nothing once TensorFlow is imported.
+
+    Args:
+        without_sklearn: Keras loads without scikit-learn, as if it were not
+            installed, which saves most of a second: for a process that does not
+            use `keras.wrappers` (scikit-learn stays importable for other code).
+            Defaults to `False`.
     """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
-    with native_stderr_silenced():
+    hidden = ("sklearn",) if without_sklearn else ()
+    with native_stderr_silenced(), modules_hidden(*hidden):
         import keras  # noqa: F401
         import tensorflow as tf
 

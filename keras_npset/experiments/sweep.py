@@ -303,6 +303,9 @@ def _worker_main() -> int:
     _exit_with_parent()
     reply_fd = int(sys.argv[1])
     task = json.load(sys.stdin)
+    from keras_npset.experiments.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly(without_sklearn=True)  # a run never uses keras.wrappers
     _limit_threads(task.get("threads"))
     message = _execute_reply(task)
     with os.fdopen(reply_fd, "w") as f:
