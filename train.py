@@ -32,13 +32,14 @@ from keras_npset.experiments.quiet import exit_now, import_tensorflow_quietly
 
 _RESUME_HELP = """\
 resuming: a checkpoint is saved into output.dir after every epoch (written under a
-temporary name, then renamed, so a crash never leaves a broken one). Re-running the
-same command continues a killed run from its last completed epoch, with the same
-topology, weights, optimizer state, random streams and data order, so it ends exactly
-as an uninterrupted run; the checkpoint is removed when results.json is written. A
-finished run is reported as complete and not retrained. Running a different config
-into the same output.dir is refused (output.* keys and train.verbose may differ);
---fresh moves the old folder to <output.dir>.old-<timestamp> and starts over.
+temporary name while the next epoch trains, then renamed, so a crash never leaves a
+broken one). Re-running the same command continues a killed run from its last saved
+epoch, with the same topology, weights, optimizer state, random streams and data
+order, so it ends exactly as an uninterrupted run; the checkpoint is removed when
+results.json is written. A finished run is reported as complete and not retrained.
+Running a different config into the same output.dir is refused (output.* keys and
+train.verbose may differ); --fresh moves the old folder to
+<output.dir>.old-<timestamp> and starts over.
 """
 
 

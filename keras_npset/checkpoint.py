@@ -13,7 +13,9 @@ the same way. This module saves everything a run needs to continue exactly:
   and optimizer writes with its own `save_own_variables` (as `model.save`
   has them write). `model.save` walks every attribute of every object and
   writes HDF5, tens of milliseconds for a small MLP, most of one of its
-  epochs; this takes a few plus the `fsync`;
+  epochs; this takes a few plus the `fsync`, and `TrainingStateCheckpoint(
+  background=True)` (as `train.py` runs) leaves only the copying of the
+  arrays in the epoch;
 - the state of every Keras random seed generator in the model (Dropout and
   other random layers draw from them),
 - the state of the topology callbacks (`get_state()`: their random
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import keras
 import numpy as np
@@ -79,12 +82,13 @@ def _saveables(model) -> list:
     return found
 
 
-def _write_model(model, path: str) -> None:
-    """Write `model` (config, weights, optimizer state) to the `.npz` file `path`.
+def _model_arrays(model) -> dict[str, np.ndarray]:
+    """`model`'s config, weights and optimizer state as the arrays of its `.npz` file.
 
     Each layer and optimizer writes its own variables (`save_own_variables`,
     as for `model.save`: a padded SparseDense layer writes its live part),
-    keyed by its position in `_saveables` and its own key.
+    keyed by its position in `_saveables` and its own key. The arrays are
+    copies: training may go on while they are written.
     """
     config_json = _keras.model_to_json(model)
     arrays = {_CONFIG_KEY: np.frombuffer(config_json.encode(), np.uint8)}
@@ -92,7 +96,11 @@ def _write_model(model, path: str) -> None:
         store = {}
         saveable.save_own_variables(store)
         for key, value in store.items():
-            arrays[f"{i}{_SEPARATOR}{key}"] = np.asarray(value)
+            arrays[f"{i}{_SEPARATOR}{key}"] = np.array(value)
+    return arrays
+
+
+def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
     with open(path, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
@@ -181,19 +189,16 @@ def save_training_state(model, callbacks, path, epoch) -> None:
             `fit` that continues the run.
     """
     path = _check_path(path)
+    _commit(path, _snapshot(model, callbacks, epoch))
+
+
+def _snapshot(model, callbacks, epoch) -> dict:
+    """Everything `save_training_state` writes, taken now, as arrays and JSON text."""
     stateful = _stateful(callbacks)
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
     epoch = check_int("epoch", epoch, 0)
-    os.makedirs(path, exist_ok=True)
     model_file = f"epoch-{int(epoch):06d}.npz"
-    tmp_model = os.path.join(path, f"tmp-{os.getpid()}-{model_file}")
-    try:
-        _write_model(model, tmp_model)
-        os.replace(tmp_model, os.path.join(path, model_file))
-    finally:
-        if os.path.exists(tmp_model):
-            os.remove(tmp_model)
     state = {
         "format": FORMAT_VERSION,
         "epoch": int(epoch),
@@ -203,9 +208,23 @@ def save_training_state(model, callbacks, path, epoch) -> None:
         },
         "callbacks": [{"class": type(c).__name__, "state": c.get_state()} for c in stateful],
     }
+    return {"model_file": model_file, "arrays": _model_arrays(model), "state": json.dumps(state)}
+
+
+def _commit(path: str, snapshot: dict) -> None:
+    """Writes a `_snapshot` into `path`: the model file, then the commit point."""
+    os.makedirs(path, exist_ok=True)
+    model_file = snapshot["model_file"]
+    tmp_model = os.path.join(path, f"tmp-{os.getpid()}-{model_file}")
+    try:
+        _write_arrays(snapshot["arrays"], tmp_model)
+        os.replace(tmp_model, os.path.join(path, model_file))
+    finally:
+        if os.path.exists(tmp_model):
+            os.remove(tmp_model)
     tmp_state = os.path.join(path, f"tmp-{os.getpid()}-{_STATE_FILE}")
     with open(tmp_state, "w") as f:
-        json.dump(state, f)
+        f.write(snapshot["state"])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp_state, os.path.join(path, _STATE_FILE))
@@ -289,22 +308,74 @@ class TrainingStateCheckpoint(keras.callbacks.Callback):
     saved state includes the SET step of the epoch that just ended. Resume
     with `restore_training_state` (see the module docstring).
 
+    With `background=True` the state is still taken at the end of the epoch
+    (copies of every array), but written to disk by a thread while the next
+    epoch trains; the callback waits for one write before it starts the next,
+    and for the last one when training ends. On a small model most of the
+    checkpoint's cost is the file writing and `fsync`, which then leaves the
+    epoch. The files are replaced atomically either way, so a crash always
+    leaves a complete checkpoint, of the last epoch or the one before it. When
+    `fit` raises, call `wait()` before reading the folder in the same process.
+
     Args:
         path: Checkpoint directory.
         callbacks: The run's topology callbacks whose state is saved (the
             same list passed to `restore_training_state` on resume).
         save_freq: Save every `save_freq` epochs (and after the last one).
             Defaults to `1`.
+        background: Write each checkpoint from a background thread.
+            Defaults to `False`.
     """
 
-    def __init__(self, path, callbacks, save_freq=1):
+    def __init__(self, path, callbacks, save_freq=1, background=False):
         super().__init__()
         self.path = _check_path(path)
         self.callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else callbacks
         _stateful(self.callbacks)
         self.save_freq = check_int("save_freq", save_freq, 1)
+        if not isinstance(background, bool):
+            raise ValueError(
+                f"Expected `background` to be a bool. Received: background={background!r}"
+            )
+        self.background = background
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def on_train_begin(self, logs=None):
+        self.wait()
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch + 1 >= self.params.get("epochs", epoch + 2)
-        if (epoch + 1) % self.save_freq == 0 or last:
-            save_training_state(self.model, self.callbacks, self.path, epoch + 1)
+        if (epoch + 1) % self.save_freq and not last:
+            return
+        snapshot = _snapshot(self.model, self.callbacks, epoch + 1)
+        if not self.background:
+            _commit(self.path, snapshot)
+            return
+        self.wait()
+        self._writer = threading.Thread(
+            target=self._write, args=(snapshot,), name="keras_npset-checkpoint"
+        )
+        self._writer.start()
+
+    def on_train_end(self, logs=None):
+        self.wait()
+
+    def _write(self, snapshot: dict) -> None:
+        try:
+            _commit(self.path, snapshot)
+        except BaseException as e:  # re-raised by wait(), in the training thread
+            self._error = e
+
+    def wait(self) -> None:
+        """Blocks until the checkpoint being written in the background is on disk.
+
+        Raises the error of that write, if it failed. Returns at once when
+        nothing is being written.
+        """
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error

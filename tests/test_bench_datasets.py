@@ -42,7 +42,7 @@ def test_main_times_set_epochs(tmp_path, capsys):
     row = _one_row(tmp_path)
     assert row["dataset"] == "lung_discrete"
     assert row["widths"] == [30, 16, 16, 3] and row["train_samples"] == 40
-    assert row["steps_per_epoch"] == 20 and row["steps_per_execution"] == 20  # all: one call per epoch
+    assert row["steps_per_epoch"] == 20 and row["steps_per_execution"] == 20  # one call an epoch
     assert row["finite_weights"] and row["nnz"] > 0
     assert row["evolution_s"] > 0 and row["train_s"] > 0
     assert 0 < row["evolution_share"] < 1

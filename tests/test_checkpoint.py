@@ -1,6 +1,8 @@
 """Tests for keras_npset.checkpoint: exact resume of SET/NPSET runs after a crash."""
 
+import json
 import os
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -81,14 +83,17 @@ def _assert_same(a, b, a_events, b_events):
 
 
 @pytest.mark.parametrize("crash_epoch", [2])
-def test_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_epoch):
+@pytest.mark.parametrize("background", [False, True])
+def test_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_epoch, background):
     reference, ref_callbacks = _model(), _callbacks()
     _fit(reference, ref_callbacks)
 
     path = str(tmp_path / "ckpt")
     model, callbacks = _model(), _callbacks()
+    saver = TrainingStateCheckpoint(path, callbacks, background=background)
     with pytest.raises(Crash):
-        _fit(model, [*callbacks, TrainingStateCheckpoint(path, callbacks), CrashAfter(crash_epoch)])
+        _fit(model, [*callbacks, saver, CrashAfter(crash_epoch)])
+    saver.wait()
     assert has_training_state(path)
     del model
 
@@ -96,7 +101,8 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_epoch):
     np.random.seed(123)  # the global state differs from the first run's
     restored, initial_epoch = restore_training_state(path, fresh)
     assert initial_epoch == crash_epoch + 1
-    _fit(restored, [*fresh, TrainingStateCheckpoint(path, fresh)], initial_epoch=initial_epoch)
+    saver = TrainingStateCheckpoint(path, fresh, background=background)
+    _fit(restored, [*fresh, saver], initial_epoch=initial_epoch)
     _assert_same(reference, restored, ref_callbacks[1].events, fresh[1].events)
     assert restored.get_layer("h1").units < 24  # pruning did happen
     # Only the last complete checkpoint is kept.
@@ -111,12 +117,12 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     state_file = tmp_path / "ckpt" / "checkpoint.json"
     before = state_file.read_text()
 
-    def broken_write(model, filepath):
+    def broken_write(arrays, filepath):
         with open(filepath, "wb") as f:
             f.write(b"partial")
         raise Crash()
 
-    monkeypatch.setattr(checkpoint_module, "_write_model", broken_write)
+    monkeypatch.setattr(checkpoint_module, "_write_arrays", broken_write)
     with pytest.raises(Crash):
         save_training_state(model, callbacks, path, 4)
     monkeypatch.undo()
@@ -127,6 +133,66 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     np.testing.assert_allclose(
         restored.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6
     )
+
+
+def test_background_write_holds_the_state_of_its_epoch(tmp_path, monkeypatch):
+    # The state is taken at the end of its epoch; the next epoch trains (and SET and
+    # pruning rewire) while it is written.
+    expected = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            expected[epoch + 1] = checkpoint_module._model_arrays(self.model)
+
+    written = {}
+    commit = checkpoint_module._commit
+
+    def slow_commit(path, snapshot):
+        time.sleep(0.3)
+        epoch = json.loads(snapshot["state"])["epoch"]
+        written[epoch] = {k: v.copy() for k, v in snapshot["arrays"].items()}
+        commit(path, snapshot)
+
+    monkeypatch.setattr(checkpoint_module, "_commit", slow_commit)
+    path = str(tmp_path / "ckpt")
+    model, callbacks = _model(), _callbacks()
+    saver = TrainingStateCheckpoint(path, callbacks, background=True)
+    _fit(model, [*callbacks, Record(), saver])
+    assert sorted(written) == list(range(1, EPOCHS + 1))
+    assert saver._writer is None  # fit's end waited for the last write
+    for epoch, arrays in written.items():
+        assert arrays.keys() == expected[epoch].keys()
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(value, expected[epoch][key], err_msg=key)
+    first, last = written[1], written[EPOCHS]
+    assert not np.array_equal(first["__config__"], last["__config__"])  # pruned in between
+    monkeypatch.undo()
+    restored, epoch = restore_training_state(path, _callbacks())
+    assert epoch == EPOCHS
+    np.testing.assert_allclose(
+        restored.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6
+    )
+
+
+def test_background_write_error_reaches_fit(tmp_path, monkeypatch):
+    path = str(tmp_path / "ckpt")
+    commit = checkpoint_module._commit
+
+    def failing_commit(path, snapshot):
+        if json.loads(snapshot["state"])["epoch"] == 2:
+            raise OSError("disk full")
+        commit(path, snapshot)
+
+    monkeypatch.setattr(checkpoint_module, "_commit", failing_commit)
+    model, callbacks = _model(), _callbacks()
+    saver = TrainingStateCheckpoint(path, callbacks, background=True)
+    with pytest.raises(OSError, match="disk full"):
+        _fit(model, [*callbacks, saver])
+    saver.wait()  # the error was raised once, and nothing is pending
+    monkeypatch.undo()
+    assert restore_training_state(path, _callbacks())[1] == 1
+    with pytest.raises(ValueError, match="Received: background=1"):
+        TrainingStateCheckpoint(path, [], background=1)
 
 
 def test_callback_state_round_trip():

@@ -524,8 +524,11 @@ def _callbacks(
     if cfg.train.verbose == 2 and log:
         callbacks.append(EpochLine(cfg.train.epochs, log))
     if resume:
+        # Written while the next epoch trains; `_fit` waits for the last write.
         callbacks.append(
-            checkpoint.TrainingStateCheckpoint(_checkpoint_dir(cfg), [*topology, recorder])
+            checkpoint.TrainingStateCheckpoint(
+                _checkpoint_dir(cfg), [*topology, recorder], background=True
+            )
         )
     tb_dir = _tensorboard_dir(cfg)
     if tb_dir:
@@ -553,16 +556,21 @@ def _fit(
         initial_epoch,
         cfg.train.epochs,
     )
-    model.fit(
-        batches,
-        steps_per_epoch=steps,
-        epochs=cfg.train.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the order is data_order's
-        # 2 is EpochLine's short line instead of Keras's; 1 is Keras's progress bar.
-        verbose=1 if cfg.train.verbose == 1 else 0,
-    )
+    try:
+        model.fit(
+            batches,
+            steps_per_epoch=steps,
+            epochs=cfg.train.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the order is data_order's
+            # 2 is EpochLine's short line instead of Keras's; 1 is Keras's progress bar.
+            verbose=1 if cfg.train.verbose == 1 else 0,
+        )
+    finally:  # also when fit fails or is interrupted: the last epoch's checkpoint lands
+        for callback in callbacks:
+            if isinstance(callback, checkpoint.TrainingStateCheckpoint):
+                callback.wait()
 
 
 def _results(
