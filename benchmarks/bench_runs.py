@@ -27,7 +27,8 @@ Reported per run:
   callback: imports, data, model), `first_epoch_s` (tracing and compilation),
   `ordinary_epoch_parts_s` (median seconds per ordinary epoch of training and
   of each callback's part: evaluation on the test split, SET, pruning,
-  checkpoint, logging) and `teardown_s` (final files and interpreter exit);
+  checkpoint, logging) and `teardown_s` (final files and interpreter exit;
+  split into `final_files_s`, up to `train.main`'s return, and `exit_s`);
 - `tf_import_s`: a process that only imports TensorFlow and Keras, measured
   before each round: the floor under any TensorFlow run on the machine.
 
@@ -126,6 +127,8 @@ def _child(clock_path: str, train_args: list[str]) -> int:
 
     run_lib.run = run_with_clock
     code = train.main(train_args)
+    with open(clock_path + ".exit", "w") as f:  # every file of the run is written
+        json.dump({"main_end_wall": time.time()}, f)
     from keras_npset.experiments.quiet import exit_now
 
     exit_now(code)  # as train.py ends
@@ -197,6 +200,8 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
         raise RuntimeError(f"{name} {method} failed:\n{proc.stderr[-3000:]}")
     with open(clock) as f:
         clock_data = json.load(f)
+    with open(clock + ".exit") as f:
+        main_end_wall = json.load(f)["main_end_wall"]
     epoch_s = clock_data["epoch_s"]
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
@@ -214,6 +219,10 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
         # end to process exit (final model, results files, interpreter shutdown).
         "startup_s": clock_data["train_begin_wall"] - start_wall,
         "teardown_s": end_wall - clock_data["train_end_wall"],
+        # ... split: fit's end to train.main's return (the last checkpoint write, the
+        # model, features and results files), and from there to the parent seeing the exit.
+        "final_files_s": main_end_wall - clock_data["train_end_wall"],
+        "exit_s": end_wall - main_end_wall,
         "first_epoch_s": epoch_s[0],
         "ordinary_epoch_s": float(np.median(ordinary)),
         "ordinary_epoch_parts_s": epoch_parts(
@@ -281,7 +290,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for method in METHODS:
             mine = [r for r in rows if r["dataset"] == name and r["method"] == method]
             keys = ("run_s", "ordinary_epoch_s", "event_epoch_s", "after_pruning_epoch_s")
-            keys += ("startup_s", "first_epoch_s", "teardown_s")
+            keys += ("startup_s", "first_epoch_s", "teardown_s", "final_files_s", "exit_s")
             for key in keys:
                 values = [r[key] for r in mine if r.get(key) is not None]
                 if values:

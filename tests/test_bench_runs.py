@@ -36,6 +36,8 @@ def test_main_times_whole_runs(tmp_path, capsys):
         assert row["retracing_warnings"] == 0 and row["stderr"] == "", row["stderr"]
         # Start-up, epochs and exit account for the whole process.
         assert row["startup_s"] > 0 and row["teardown_s"] > 0
+        assert row["final_files_s"] > 0 and row["exit_s"] > 0
+        assert abs(row["final_files_s"] + row["exit_s"] - row["teardown_s"]) < 1e-6
         assert row["startup_s"] + sum(row["epoch_s"]) + row["teardown_s"] <= row["run_s"] + 0.05
         parts = row["ordinary_epoch_parts_s"]
         assert {"training", "evaluation", "checkpoint", "logging", "set"} <= set(parts)
