@@ -37,9 +37,9 @@ broken one). Re-running the same command continues a killed run from its last sa
 epoch, with the same topology, weights, optimizer state, random streams and data
 order, so it ends exactly as an uninterrupted run; the checkpoint is removed when
 results.json is written. A finished run is reported as complete and not retrained.
-Running a different config into the same output.dir is refused (output.* keys and
-train.verbose may differ); --fresh moves the old folder to
-<output.dir>.old-<timestamp> and starts over.
+Running a different config into the same output.dir is refused (output.* keys,
+train.verbose and train.steps_per_execution may differ); --fresh moves the old folder
+to <output.dir>.old-<timestamp> and starts over.
 """
 
 

@@ -160,8 +160,8 @@ def test_killed_run_resumes_exactly(runs):
 def test_finished_run_is_reported_complete(runs, capsys):
     a = runs[0]
     before = _snapshot(a)
-    # train.verbose and output.* do not change what a run computes.
-    assert train.main(_args(a, "train.verbose=2")) == 0
+    # train.verbose, train.steps_per_execution and output.* do not change what a run computes.
+    assert train.main(_args(a, "train.verbose=2", "train.steps_per_execution=3")) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("complete:"), out
     assert _snapshot(a) == before

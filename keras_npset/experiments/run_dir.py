@@ -26,8 +26,17 @@ from typing import Any
 from keras_npset.experiments.config import Config, config_to_dict
 
 CHECKPOINT_SUBDIR = "checkpoint"
-# Keys that change where or how loudly a run reports, not what it computes.
-OUTPUT_ONLY_KEYS = ("output.dir", "output.tensorboard", "output.save_model", "train.verbose")
+# Keys that change where or how loudly a run reports, or how its steps are dispatched,
+# not what it computes: `train.steps_per_execution` trains the same steps to the same
+# weights (tests/test_run.py), so a run may resume, or be reused, under another value
+# (its default changed from 32 to 4096).
+OUTPUT_ONLY_KEYS = (
+    "output.dir",
+    "output.tensorboard",
+    "output.save_model",
+    "train.verbose",
+    "train.steps_per_execution",
+)
 # Temporary names of run._atomic_path (".<name>.<random>") and of
 # checkpoint.save_training_state ("tmp-<pid>-<name>").
 _ATOMIC_NAMES = ("config.json", "results.json", "model.keras")
