@@ -22,17 +22,22 @@ def _python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+def _silent_output(code: str) -> list[str]:
+    """The words `code` prints, once it has exited 0 and written nothing to stderr."""
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    return proc.stdout.split()
+
+
 def test_tensorflow_imports_without_chatter_and_threads_stay_configurable():
-    proc = _python(
+    assert _silent_output(
         "from keras_npset.experiments.quiet import import_tensorflow_quietly\n"
         "import_tensorflow_quietly()\n"
         "import tensorflow as tf\n"
         "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
         "print(int(tf.constant(2) + 1), tf.config.threading.get_intra_op_parallelism_threads())\n"
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["3", "1"]
-    assert proc.stderr == ""
+    ) == ["3", "1"]
 
 
 def test_exit_now_flushes_the_streams_and_skips_shutdown():
@@ -87,7 +92,7 @@ def test_modules_hidden_fails_their_import_only_while_active(tmp_path, monkeypat
 
 
 def test_keras_can_load_without_sklearn_which_stays_importable():
-    proc = _python(
+    assert _silent_output(
         "import importlib.util, sys\n"
         "from keras_npset.experiments.quiet import import_tensorflow_quietly\n"
         "import_tensorflow_quietly(without_sklearn=True)\n"
@@ -95,7 +100,4 @@ def test_keras_can_load_without_sklearn_which_stays_importable():
         "if importlib.util.find_spec('sklearn') is not None:\n"
         "    import sklearn.base\n"
         "    assert sklearn.base.BaseEstimator\n"
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True", "False"]
-    assert proc.stderr == ""
+    ) == ["True", "False"]

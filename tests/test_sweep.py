@@ -178,7 +178,10 @@ def _check_killed_run_resumed(report, lines, marker, serial, what):
     assert marker.exists(), "the crash hook never fired"
     resumed = [o for o in report.outcomes if o.results.get("resumed_at_epochs")]
     assert len(resumed) == 1 and resumed[0].attempts == 2
-    assert resumed[0].results["resumed_at_epochs"] == [2]
+    # Killed as epoch 2 begins: the checkpoint of the first two epochs is written while
+    # epoch 2 starts (TrainingStateCheckpoint(background=True)), so the kill may land
+    # before it and leave the one of epoch 1. The run resumes exactly either way.
+    assert resumed[0].results["resumed_at_epochs"] in ([1], [2])
     assert sum(f"{what} died" in line for line in lines) == 1
     _assert_same(report, serial)
 
