@@ -14,6 +14,9 @@
   strength of their connections; `InputPruning` + `FeatureSelection` prune
   input neurons during training (feature selection).
 - `to_dense_model`: a plain Keras copy for runtimes without sparse kernels.
+- `TrainingStateCheckpoint` / `save_training_state` / `restore_training_state` /
+  `has_training_state`: exact resume of a SET or NPSET `fit` after a crash
+  (`keras.callbacks.BackupAndRestore` cannot restore pruned widths).
 
 `import keras_npset` imports neither TensorFlow nor Keras: the public names load
 on first use (PEP 562), all modules together, so that from then on every
@@ -41,10 +44,14 @@ _EXPORTS = {
     "SparseDense": "keras_npset.layers",
     "TensorBoard": "keras_npset.callbacks",
     "TopologyLogger": "keras_npset.callbacks",
+    "TrainingStateCheckpoint": "keras_npset.checkpoint",
     "feature_importance": "keras_npset.features",
     "feature_ranking": "keras_npset.features",
     "final_width": "keras_npset.schedules",
+    "has_training_state": "keras_npset.checkpoint",
     "load_model": "keras_npset.saving",
+    "restore_training_state": "keras_npset.checkpoint",
+    "save_training_state": "keras_npset.checkpoint",
     "to_dense_model": "keras_npset.export",
     "topology_stats": "keras_npset.graph",
 }
@@ -74,6 +81,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ a
     from keras_npset.callbacks import SETEvolution as SETEvolution
     from keras_npset.callbacks import TensorBoard as TensorBoard
     from keras_npset.callbacks import TopologyLogger as TopologyLogger
+    from keras_npset.checkpoint import TrainingStateCheckpoint as TrainingStateCheckpoint
+    from keras_npset.checkpoint import has_training_state as has_training_state
+    from keras_npset.checkpoint import restore_training_state as restore_training_state
+    from keras_npset.checkpoint import save_training_state as save_training_state
     from keras_npset.export import to_dense_model as to_dense_model
     from keras_npset.features import FeatureSelection as FeatureSelection
     from keras_npset.features import InputPruning as InputPruning
