@@ -82,13 +82,13 @@ def _saveables(model) -> list:
     return found
 
 
-def _model_arrays(model) -> dict[str, np.ndarray]:
+def _model_arrays(model, copy: bool = False) -> dict[str, np.ndarray]:
     """`model`'s config, weights and optimizer state as the arrays of its `.npz` file.
 
     Each layer and optimizer writes its own variables (`save_own_variables`,
     as for `model.save`: a padded SparseDense layer writes its live part),
-    keyed by its position in `_saveables` and its own key. The arrays are
-    copies: training may go on while they are written.
+    keyed by its position in `_saveables` and its own key. With `copy`, the
+    arrays are copies, for a write that training goes on beside.
     """
     config_json = _keras.model_to_json(model)
     arrays = {_CONFIG_KEY: np.frombuffer(config_json.encode(), np.uint8)}
@@ -96,7 +96,7 @@ def _model_arrays(model) -> dict[str, np.ndarray]:
         store = {}
         saveable.save_own_variables(store)
         for key, value in store.items():
-            arrays[f"{i}{_SEPARATOR}{key}"] = np.array(value)
+            arrays[f"{i}{_SEPARATOR}{key}"] = np.array(value) if copy else np.asarray(value)
     return arrays
 
 
@@ -192,8 +192,11 @@ def save_training_state(model, callbacks, path, epoch) -> None:
     _commit(path, _snapshot(model, callbacks, epoch))
 
 
-def _snapshot(model, callbacks, epoch) -> dict:
-    """Everything `save_training_state` writes, taken now, as arrays and JSON text."""
+def _snapshot(model, callbacks, epoch, copy: bool = False) -> dict:
+    """Everything `save_training_state` writes, taken now, as arrays and JSON text.
+
+    `copy`: copy the arrays (see `_model_arrays`).
+    """
     stateful = _stateful(callbacks)
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected `model` to be a keras.Model. Received: model={model!r}")
@@ -208,7 +211,8 @@ def _snapshot(model, callbacks, epoch) -> dict:
         },
         "callbacks": [{"class": type(c).__name__, "state": c.get_state()} for c in stateful],
     }
-    return {"model_file": model_file, "arrays": _model_arrays(model), "state": json.dumps(state)}
+    arrays = _model_arrays(model, copy)
+    return {"model_file": model_file, "arrays": arrays, "state": json.dumps(state)}
 
 
 def _commit(path: str, snapshot: dict) -> None:
@@ -348,7 +352,7 @@ class TrainingStateCheckpoint(keras.callbacks.Callback):
         last = epoch + 1 >= self.params.get("epochs", epoch + 2)
         if (epoch + 1) % self.save_freq and not last:
             return
-        snapshot = _snapshot(self.model, self.callbacks, epoch + 1)
+        snapshot = _snapshot(self.model, self.callbacks, epoch + 1, copy=self.background)
         if not self.background:
             _commit(self.path, snapshot)
             return

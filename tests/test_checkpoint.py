@@ -142,7 +142,7 @@ def test_background_write_holds_the_state_of_its_epoch(tmp_path, monkeypatch):
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            expected[epoch + 1] = checkpoint_module._model_arrays(self.model)
+            expected[epoch + 1] = checkpoint_module._model_arrays(self.model, copy=True)
 
     written = {}
     commit = checkpoint_module._commit
