@@ -273,13 +273,21 @@ def run_original(dataset: str, args) -> dict:
         hidden=cfg.model.hidden[0],
         epochs=args.epochs,
         seed=cfg.train.seed,
+        python=shlex.quote(sys.executable),
     )
     start = time.perf_counter()
     proc = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=ROOT)
     run_s = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} original failed:\n{proc.stderr[-3000:]}")
-    return {"dataset": name, "method": "original", "run_s": run_s, "command": command}
+    last = proc.stdout.strip().splitlines()[-1:]
+    return {
+        "dataset": name,
+        "method": "original",
+        "run_s": run_s,
+        "command": command,
+        "last_line": last[0] if last else "",
+    }
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -373,8 +381,9 @@ def main(argv=None):
         "--original",
         metavar="COMMAND",
         help="also time this command once per round, beside SET and NPSET (e.g. the paper's "
-        "original SciPy code on the same dataset); {data}, {hidden}, {epochs} and {seed} are "
-        "replaced by the dataset path, the config's hidden width, the epochs and the seed",
+        "original SciPy code through benchmarks/original_set_mlp.py); {data}, {hidden}, {epochs}, "
+        "{seed} and {python} are replaced by the dataset path, the config's hidden width, the "
+        "epochs, the seed and this Python interpreter",
     )
     parser.add_argument("--output", default="bench_runs.json")
     args = parser.parse_args(argv)
@@ -392,7 +401,10 @@ def main(argv=None):
                     row = run_original(path, args)
                     row["round"] = round_
                     rows.append(row)
-                    print(f"{row['dataset']} original: run {row['run_s']:.1f} s", flush=True)
+                    print(
+                        f"{row['dataset']} original: run {row['run_s']:.1f} s ({row['last_line']})",
+                        flush=True,
+                    )
                 for method in order:
                     row = run_once(path, method, args, workdir)
                     row["round"] = round_

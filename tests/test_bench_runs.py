@@ -1,6 +1,7 @@
 """benchmarks/bench_runs.py on a tiny stand-in dataset: whole train.py runs, SET and NPSET."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -72,12 +73,12 @@ def test_an_original_command_is_timed_beside_set_and_npset(tmp_path, capsys):
     out = tmp_path / "runs.json"
     record = tmp_path / "original.txt"
     # A stand-in for the original code: it records what it was given.
-    command = f"echo {{data}} {{hidden}} {{epochs}} {{seed}} > {record}"
+    command = f"echo {{data}} {{hidden}} {{epochs}} {{seed}} {{python}} > {record}"
     argv = [str(data), "--epochs", "2", "--output", str(out), "--original", command]
     for item in ["model.hidden=[16,16]", "model.start=0", "model.prune_epochs=0"]:
         argv += ["--set", item]
     assert br.main(argv) == 0
-    assert record.read_text().split() == [str(data), "16", "2", "0"]
+    assert record.read_text().split() == [str(data), "16", "2", "0", sys.executable]
     payload = json.loads(out.read_text())
     assert [r["method"] for r in payload["rows"]] == ["original", "set", "npset"]
     (summary,) = payload["summary"]
