@@ -159,15 +159,25 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", required=True, help="per-run JSON files (reused)")
     parser.add_argument("--reproduction", default=REPRODUCTION)
     parser.add_argument("--output", default="original_accuracy.json")
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="report the runs already in --runs-dir, train none (missing ones are listed)",
+    )
     args = parser.parse_args(argv)
     for name in args.datasets:
         hidden_width(name)
         if not os.path.isfile(os.path.join(args.data_dir, f"{name}.mat")):
             raise ValueError(f"Expected {name}.mat in --data-dir. Received: {args.data_dir!r}")
     os.makedirs(args.runs_dir, exist_ok=True)
-    rows = []
+    rows, missing = [], []
     for name in args.datasets:
         for seed in args.seeds:
+            if args.collect_only and not os.path.isfile(
+                os.path.join(args.runs_dir, f"{name}-seed{seed}.json")
+            ):
+                missing.append(f"{name} seed {seed}")
+                continue
             row = run_one(name, seed, args)
             rows.append(row)
             print(
@@ -175,11 +185,16 @@ def main(argv=None) -> int:
                 f"final {row['final_test_accuracy']:.2f}%",
                 flush=True,
             )
+    if missing:
+        print("not run yet:", ", ".join(missing))
     summary = summarise(rows, reproduce_paper.read_paper_tables(), library_set(args.reproduction))
     print(table(summary))
     for row in rows:  # the per-epoch curves stay in the run files
         row.pop("train_loss", None)
-    print("wrote", common.write_results(args.output, args, rows, summary=summary))
+    print(
+        "wrote",
+        common.write_results(args.output, args, rows, summary=summary, missing=missing),
+    )
     return 0
 
 

@@ -82,6 +82,11 @@ def test_original_accuracy_against_table_2_and_the_library(tmp_path, capsys):
     (code / "set_mlp_sparse_data_structures.py").unlink()
     assert oa.main(argv) == 0
     assert json.loads(out.read_text())["summary"] == payload["summary"]
+    # --collect-only reports what is there and lists the rest.
+    assert oa.main([*argv, "--seeds", "0", "1", "2", "--collect-only"]) == 0
+    collected = json.loads(out.read_text())
+    assert collected["summary"] == payload["summary"]
+    assert collected["missing"] == ["Yale seed 2", "lung_discrete seed 2"]
     # ... but not for other settings.
     with pytest.raises(ValueError, match="weight_decay"):
         oa.main([*argv, "--weight-decay", "0.0002"])
