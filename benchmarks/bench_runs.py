@@ -241,6 +241,11 @@ def run_once(dataset: str, method: str, args, workdir: str) -> dict:
     }
     if events:
         row["event_epoch_s"] = float(np.median([epoch_s[e] for e in sorted(events)]))
+        # The same parts over the event epochs after the first (which traces and
+        # compiles): what the pruning phase spends where.
+        later = [e for e in sorted(events) if e > 0]
+        if later:
+            row["event_epoch_parts_s"] = epoch_parts(epoch_s, clock_data["callback_s"], later)
         row["event_over_ordinary"] = row["event_epoch_s"] / row["ordinary_epoch_s"]
         after = [s for e, s in enumerate(epoch_s) if e > max(events)]
         row["after_pruning_epoch_s"] = float(np.median(after)) if after else None

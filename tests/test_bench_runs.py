@@ -44,6 +44,9 @@ def test_main_times_whole_runs(tmp_path, capsys):
         assert {"training", "evaluation", "checkpoint", "logging", "set"} <= set(parts)
         assert all(v >= 0 for k, v in parts.items() if k != "training")
     assert "pruning" in rows["npset"]["ordinary_epoch_parts_s"]
+    # Event epochs get the same breakdown; there the pruning is at work.
+    assert rows["npset"]["event_epoch_parts_s"]["pruning"] > 0
+    assert "event_epoch_parts_s" not in rows["set"]
     assert rows["set"]["events"] == [] and rows["set"]["hidden_units"] == [16, 16]
     assert rows["npset"]["events"] == [1, 2]
     assert rows["npset"]["hidden_units"] == [9, 9]  # 16 -> 12 -> 9
