@@ -55,9 +55,14 @@ def hidden_width(dataset: str) -> int:
     return int(load_config(path).model.hidden[0])
 
 
+def run_path(runs_dir: str, dataset: str, seed: int) -> str:
+    """Where the run of `dataset` and `seed` writes its JSON."""
+    return os.path.join(runs_dir, f"{dataset}-seed{seed}.json")
+
+
 def run_one(dataset: str, seed: int, args) -> dict:
     """One run of the original code, or the one already in `args.runs_dir`."""
-    out = os.path.join(args.runs_dir, f"{dataset}-seed{seed}.json")
+    out = run_path(args.runs_dir, dataset, seed)
     if not os.path.isfile(out):
         command = [
             sys.executable,
@@ -174,9 +179,7 @@ def main(argv=None) -> int:
     rows, missing = [], []
     for name in args.datasets:
         for seed in args.seeds:
-            if args.collect_only and not os.path.isfile(
-                os.path.join(args.runs_dir, f"{name}-seed{seed}.json")
-            ):
+            if args.collect_only and not os.path.isfile(run_path(args.runs_dir, name, seed)):
                 missing.append(f"{name} seed {seed}")
                 continue
             row = run_one(name, seed, args)

@@ -125,6 +125,8 @@ def main(argv=None) -> int:
             "test_accuracy": accuracy.tolist(),
             "train_loss": metrics[:, 0].tolist(),
         }
+        # Atomic like the library's `run.write_json`, which would import TensorFlow
+        # into a process that times the original code.
         tmp = f"{args.output}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump(result, f, indent=1)
