@@ -62,6 +62,9 @@ from keras_npset.validation import check_choice
 JIT_COMPATIBLE = {impl: impl in XLA_KERNEL_IMPLEMENTATIONS for impl in IMPLEMENTATIONS}
 # Smallest batch for which "auto" uses the CSR path (see the module docstring).
 AUTO_CSR_MIN_BATCH = 16
+# Connections per step of the padded XLA programs' loop over the live prefix
+# (see "Padding"); measured on the paper's 5000-unit layers at batch 2.
+CHUNK = 8192
 
 
 def resolve(kernel_impl: str) -> str:
@@ -92,17 +95,21 @@ def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
 # Padding. A layer that neuron pruning keeps at a capacity larger than its live
 # kernel (see `SparseDense.padded`) stores its live connections first and
 # padding after them: index (-1, -1), value 0. With `padded=True` every path
-# treats such entries as absent. The XLA programs keep the -1 as the segment
-# of the sum (`unsorted_segment_sum` drops an entry with a negative segment,
-# so a padded entry adds nothing anywhere) and read row 0 for it where they
-# gather; the values' gradient is zeroed there. The live entries are summed
-# in the same order as by the live kernel alone, so a padded product is
-# bitwise the live one. (Pointing the padding at (0, 0) with value 0 instead
-# made every padded entry add into the same output row: a chain of dependent
-# additions that made a padded step slower the emptier its storage,
-# `benchmarks/README.md`, "Padded kernels".) The CSR and reference paths
-# multiply only the live prefix. The padding receives exactly zero gradient,
-# so it stays zero under any optimizer.
+# treats such entries as absent. The forward and input-gradient programs then
+# loop over the live prefix in chunks of `CHUNK` connections (`_live_chunks`),
+# stopping at the first chunk that begins with padding: their cost follows the
+# live connections as pruning removes them, in one program for the whole
+# phase (a program that read the whole storage cost as much at a fifth of it
+# live as full). Within a chunk, padding is segment -1, which a scatter drops,
+# and reads row 0 where it gathers. The values' gradient (one product per
+# stored connection) reads the whole storage, zeroed at the padding. The live
+# entries are summed in the same order as by the live kernel alone, so a
+# padded product is bitwise the live one. (Pointing the padding at (0, 0)
+# with value 0 instead made every padded entry add into the same output row:
+# a chain of dependent additions that made a padded step slower the emptier
+# its storage, `benchmarks/README.md`, "Padded kernels".) The CSR and
+# reference paths multiply only the live prefix. The padding receives exactly
+# zero gradient, so it stays zero under any optimizer.
 # The three XLA programs are plain TensorFlow code without tensor-dependent Python
 # control flow (`padded` is a Python bool), so AutoGraph has nothing to convert:
 # `autograph=False` saves its source transformation at every trace, 0.3-0.6 s of
@@ -112,30 +119,83 @@ def _gather_rows(indices, padded):
     return tf.maximum(indices, 0) if padded else indices
 
 
+def _live_chunks(indices, body, init, chunk):
+    """Run `body(start, first, state)` over the live prefix of padded `indices`, chunk by chunk.
+
+    Chunks are `chunk` entries long (or the whole storage, if shorter); the
+    loop stops at the first chunk that begins with padding, so the work
+    follows the live connections, not the storage, and no new program is
+    needed as they shrink. `start` is where the chunk is read (the last one
+    is moved back to end with the storage) and `first` the first position
+    not yet done by an earlier chunk.
+    """
+    cap = tf.shape(indices)[0]
+    size = tf.minimum(chunk, cap)
+
+    def live(c, _):
+        begin = tf.minimum(c * size, cap - 1)
+        return tf.logical_and(c * size < cap, indices[begin, 0] >= 0)
+
+    def step(c, state):
+        first = c * size
+        start = tf.minimum(first, cap - size)
+        return c + 1, body(start, first, size, state)
+
+    return tf.while_loop(live, step, [tf.constant(0), init])[1]
+
+
+def _chunked_scatter(source_t, indices, values, by, to, n_rows, chunk):
+    """`unsorted_segment_sum` of the live prefix, `source_t` rows gathered by column `by`."""
+
+    def body(start, first, size, out):
+        idx = tf.slice(indices, tf.stack([start, 0]), tf.stack([size, 2]))
+        val = tf.slice(values, tf.reshape(start, [1]), tf.reshape(size, [1]))
+        rows = tf.gather(source_t, tf.maximum(idx[:, by], 0))
+        # Entries an earlier chunk added, and padding, get segment -1: dropped.
+        done = tf.range(size) + start < first
+        seg = tf.where(done, tf.constant(-1, idx.dtype), idx[:, to])
+        return tf.tensor_scatter_nd_add(
+            out, seg[:, None], rows * tf.cast(val, tf.float32)[:, None]
+        )
+
+    init = tf.zeros(tf.stack([n_rows, tf.shape(source_t)[1]]), tf.float32)
+    return _live_chunks(indices, body, init, chunk)
+
+
 @tf.function(jit_compile=True, autograph=False)
-def _gather_forward(x, indices, values, n_out, padded=False):
-    rows = _gather_rows(indices[:, 0], padded)
+def _gather_forward(x, indices, values, n_out, padded=False, chunk=CHUNK):
     x_t = tf.transpose(tf.cast(x, tf.float32))
-    gathered = tf.gather(x_t, rows) * tf.cast(values, tf.float32)[:, None]
-    out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
+    if padded:
+        out_t = _chunked_scatter(x_t, indices, values, 0, 1, n_out, chunk)
+    else:
+        gathered = tf.gather(x_t, indices[:, 0]) * tf.cast(values, tf.float32)[:, None]
+        out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
     return tf.cast(tf.transpose(out_t), x.dtype)
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _gather_input_grad(indices, values, dy, n_in, padded=False):
+def _gather_input_grad(indices, values, dy, n_in, padded=False, chunk=CHUNK):
     # A program of its own, apart from the values' gradient: a graph drops it
     # where nothing uses the input gradient (the first layer), and the two
     # can run on different cores.
-    cols = _gather_rows(indices[:, 1], padded)
-    dy_t = tf.gather(tf.transpose(tf.cast(dy, tf.float32)), cols)  # [nnz, batch]
-    dx_t = tf.math.unsorted_segment_sum(
-        dy_t * tf.cast(values, tf.float32)[:, None], indices[:, 0], n_in
-    )
+    dy_t = tf.transpose(tf.cast(dy, tf.float32))
+    if padded:
+        dx_t = _chunked_scatter(dy_t, indices, values, 1, 0, n_in, chunk)
+    else:
+        dx_t = tf.math.unsorted_segment_sum(
+            tf.gather(dy_t, indices[:, 1]) * tf.cast(values, tf.float32)[:, None],
+            indices[:, 0],
+            n_in,
+        )
     return tf.cast(tf.transpose(dx_t), dy.dtype)
 
 
 @tf.function(jit_compile=True, autograph=False)
 def _gather_values_grad(x, indices, dy, padded=False):
+    # One product per stored connection, padding included (it reads row 0
+    # and is zeroed): a loop over the live prefix, as above, measured three
+    # times slower here at full storage and no faster at a fifth
+    # (`benchmarks/README.md`, "Padded kernels").
     gather_at = _gather_rows(indices, padded)
     x_t = tf.transpose(tf.cast(x, tf.float32))
     dy_t = tf.transpose(tf.cast(dy, tf.float32))
@@ -256,7 +316,10 @@ def gather_matmul(
         def grad(dy):
             return _backward(x, indices, values, dy, n_in, padded)
 
-        return _gather_forward(x, indices, values, n_out, padded), grad
+        # Cut from any tape: the gradient is `grad`, and a recorded while
+        # loop (the padded programs) would not compile.
+        y = _gather_forward(tf.stop_gradient(x), indices, tf.stop_gradient(values), n_out, padded)
+        return y, grad
 
     return _product(x, values)
 

@@ -18,7 +18,7 @@ def test_every_way_computes_the_live_kernels_step():
     dy = tf.constant(rng.standard_normal((2, shape[1])).astype(np.float32))
     padded, live = bp.storage(indices, values, 0.4)
     assert live[0].shape[0] == round(len(indices) * 0.4)
-    inputs = {"padded": padded, "compact": live, "masked at (0, 0)": padded}
+    inputs = {"padded": padded, "compact": live, "whole storage": padded}
     totals = [
         float(bp.step_programs(way, *shape, repeats=2)(x, *inputs[way], dy)) for way in bp.WAYS
     ]

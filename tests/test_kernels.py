@@ -261,6 +261,57 @@ def test_padded_kernel_at_every_fill_matches_dense_reference(graph, live):
     np.testing.assert_array_equal(dv[live:], 0)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 50, 83, 84, 1000])
+@pytest.mark.parametrize("live", [0, 1, 6, 7, 8, 49, 50, 51, 82, 83])
+def test_padded_loop_over_chunks_is_the_live_kernel_bitwise(chunk, live):
+    """The padded forward and input-gradient programs loop over the live
+    prefix in chunks: whatever the chunk size (one entry, one that does not
+    divide the storage, so that the last chunk is moved back over entries
+    already summed, the whole storage, more than it) and wherever the live
+    prefix ends (at, before, after a chunk boundary, nowhere, at the end),
+    they give bitwise the live kernel's sums. (Chunks of one entry are only
+    close: XLA rewrites a one-entry scatter, and its multiply-add rounds
+    differently; `kernels.CHUNK` is thousands.)"""
+    n_in, n_out, cap, batch = 37, 29, 83, 2
+    rng = np.random.default_rng(chunk * 100 + live)
+    flat = np.sort(rng.choice(n_in * n_out, cap, replace=False))
+    indices = np.stack([flat // n_out, flat % n_out], 1).astype(np.int32)
+    values = rng.standard_normal(cap).astype(np.float32)
+    pad_idx, pad_val = indices.copy(), values.copy()
+    pad_idx[live:], pad_val[live:] = -1, 0
+    x = tf.constant(rng.standard_normal((batch, n_in)).astype(np.float32))
+    dy = tf.constant(rng.standard_normal((batch, n_out)).astype(np.float32))
+    live_kernel = tf.constant(indices[:live]), tf.constant(values[:live])
+    padded = tf.constant(pad_idx), tf.constant(pad_val)
+    y = kernels._gather_forward(x, *padded, n_out, True, chunk)
+    dx = kernels._gather_input_grad(*padded, dy, n_in, True, chunk)
+    if chunk > 1:
+        np.testing.assert_array_equal(y.numpy(), kernels._gather_forward(x, *live_kernel, n_out))
+        np.testing.assert_array_equal(
+            dx.numpy(), kernels._gather_input_grad(*live_kernel, dy, n_in)
+        )
+    dense = np.zeros((n_in, n_out), np.float32)
+    dense[indices[:live, 0], indices[:live, 1]] = values[:live]
+    np.testing.assert_allclose(y.numpy(), x.numpy() @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx.numpy(), dy.numpy() @ dense.T, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_loop_stops_at_the_padding():
+    """The padded programs' work follows the live connections, not the
+    storage: the loop runs one step per chunk that begins with a live entry
+    (a live entry planted after the padding, which the layer never stores,
+    is not reached)."""
+    n_in, n_out, cap = 10, 10, 40
+    indices = np.full((cap, 2), -1, np.int32)
+    values = np.zeros(cap, np.float32)
+    indices[:5] = [[i, i] for i in range(5)]
+    values[:5] = 1.0
+    indices[30], values[30] = [7, 7], 1.0  # beyond the first chunk of padding
+    x = tf.constant(np.ones((1, n_in), np.float32))
+    y = kernels._gather_forward(x, tf.constant(indices), tf.constant(values), n_out, True, 10)
+    np.testing.assert_array_equal(y.numpy()[0], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+
+
 def test_padded_programs_are_the_live_kernels_bitwise():
     """The padded XLA programs add the live entries in the live kernel's order
     and nothing else, so training numerics do not depend on the padding."""
