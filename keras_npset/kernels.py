@@ -154,9 +154,7 @@ def _chunked_scatter(source_t, indices, values, by, to, n_rows, chunk):
         # Entries an earlier chunk added, and padding, get segment -1: dropped.
         done = tf.range(size) + start < first
         seg = tf.where(done, tf.constant(-1, idx.dtype), idx[:, to])
-        return tf.tensor_scatter_nd_add(
-            out, seg[:, None], rows * tf.cast(val, tf.float32)[:, None]
-        )
+        return tf.tensor_scatter_nd_add(out, seg[:, None], rows * tf.cast(val, tf.float32)[:, None])
 
     init = tf.zeros(tf.stack([n_rows, tf.shape(source_t)[1]]), tf.float32)
     return _live_chunks(indices, body, init, chunk)
