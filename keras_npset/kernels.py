@@ -65,6 +65,12 @@ AUTO_CSR_MIN_BATCH = 16
 # Connections per step of the padded XLA programs' loop over the live prefix
 # (see "Padding"); measured on the paper's 5000-unit layers at batch 2.
 CHUNK = 8192
+# Smallest padded storage (connections) that loops over its live prefix
+# rather than reading all of it: 10,000 connections (Prostate_GE's output
+# layer) stepped in 0.10 ms at full storage and 0.07 ms at a fifth live read
+# whole, against 0.13 and 0.11 ms looped, and took about 150 ms more to
+# compile (`benchmarks/README.md`, "Padded kernels").
+LOOP_MIN_CAPACITY = 4 * CHUNK
 
 
 def resolve(kernel_impl: str) -> str:
@@ -95,8 +101,9 @@ def sparse_dense_matmul(x, indices, values, n_in: int, n_out: int):
 # Padding. A layer that neuron pruning keeps at a capacity larger than its live
 # kernel (see `SparseDense.padded`) stores its live connections first and
 # padding after them: index (-1, -1), value 0. With `padded=True` every path
-# treats such entries as absent. The forward and input-gradient programs then
-# loop over the live prefix in chunks of `CHUNK` connections (`_live_chunks`),
+# treats such entries as absent. The forward and input-gradient programs of
+# large storage (`chunk_for`) then loop over the live prefix in chunks of
+# `CHUNK` connections (`_live_chunks`),
 # stopping at the first chunk that begins with padding: their cost follows the
 # live connections as pruning removes them, in one program for the whole
 # phase (a program that read the whole storage cost as much at a fifth of it
@@ -120,7 +127,7 @@ def _gather_rows(indices, padded):
 
 
 def _live_chunks(indices, body, init, chunk):
-    """Run `body(start, first, state)` over the live prefix of padded `indices`, chunk by chunk.
+    """Run `body(start, first, size, state)` over the live prefix of `indices`, chunk by chunk.
 
     Chunks are `chunk` entries long (or the whole storage, if shorter); the
     loop stops at the first chunk that begins with padding, so the work
@@ -163,10 +170,11 @@ def _chunked_scatter(source_t, indices, values, by, to, n_rows, chunk):
 @tf.function(jit_compile=True, autograph=False)
 def _gather_forward(x, indices, values, n_out, padded=False, chunk=CHUNK):
     x_t = tf.transpose(tf.cast(x, tf.float32))
-    if padded:
+    if padded and chunk:
         out_t = _chunked_scatter(x_t, indices, values, 0, 1, n_out, chunk)
     else:
-        gathered = tf.gather(x_t, indices[:, 0]) * tf.cast(values, tf.float32)[:, None]
+        rows = _gather_rows(indices[:, 0], padded)
+        gathered = tf.gather(x_t, rows) * tf.cast(values, tf.float32)[:, None]
         out_t = tf.math.unsorted_segment_sum(gathered, indices[:, 1], n_out)
     return tf.cast(tf.transpose(out_t), x.dtype)
 
@@ -177,11 +185,12 @@ def _gather_input_grad(indices, values, dy, n_in, padded=False, chunk=CHUNK):
     # where nothing uses the input gradient (the first layer), and the two
     # can run on different cores.
     dy_t = tf.transpose(tf.cast(dy, tf.float32))
-    if padded:
+    if padded and chunk:
         dx_t = _chunked_scatter(dy_t, indices, values, 1, 0, n_in, chunk)
     else:
         dx_t = tf.math.unsorted_segment_sum(
-            tf.gather(dy_t, indices[:, 1]) * tf.cast(values, tf.float32)[:, None],
+            tf.gather(dy_t, _gather_rows(indices[:, 1], padded))
+            * tf.cast(values, tf.float32)[:, None],
             indices[:, 0],
             n_in,
         )
@@ -209,8 +218,8 @@ def _live_prefix(indices, values, padded):
     return indices[:n], values[:n]
 
 
-def _backward(x, indices, values, dy, n_in, padded):
-    dx = _gather_input_grad(indices, values, dy, n_in, padded)
+def _backward(x, indices, values, dy, n_in, padded, chunk=CHUNK):
+    dx = _gather_input_grad(indices, values, dy, n_in, padded, chunk)
     d_values = _gather_values_grad(x, indices, dy, padded)
     return tf.cast(dx, x.dtype), tf.cast(d_values, values.dtype)
 
@@ -299,7 +308,14 @@ def _csr_backward(x, indices, values, dy, n_in, n_out, padded=False):
 
 
 def gather_matmul(
-    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+    x,
+    indices,
+    values,
+    n_in: int,
+    n_out: int,
+    padded: bool = False,
+    deterministic: bool = False,
+    chunk: int = CHUNK,
 ):
     """`x @ K` as gather, scale and segment-sum, compiled with XLA.
 
@@ -312,18 +328,27 @@ def gather_matmul(
     @tf.custom_gradient
     def _product(x, values):
         def grad(dy):
-            return _backward(x, indices, values, dy, n_in, padded)
+            return _backward(x, indices, values, dy, n_in, padded, chunk)
 
         # Cut from any tape: the gradient is `grad`, and a recorded while
         # loop (the padded programs) would not compile.
-        y = _gather_forward(tf.stop_gradient(x), indices, tf.stop_gradient(values), n_out, padded)
+        y = _gather_forward(
+            tf.stop_gradient(x), indices, tf.stop_gradient(values), n_out, padded, chunk
+        )
         return y, grad
 
     return _product(x, values)
 
 
 def csr_matmul(
-    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+    x,
+    indices,
+    values,
+    n_in: int,
+    n_out: int,
+    padded: bool = False,
+    deterministic: bool = False,
+    chunk: int = CHUNK,
 ):
     """`x @ K` with TensorFlow's CSR sparse-matrix kernels (see module docstring)."""
 
@@ -338,15 +363,22 @@ def csr_matmul(
 
 
 def auto_matmul(
-    x, indices, values, n_in: int, n_out: int, padded: bool = False, deterministic: bool = False
+    x,
+    indices,
+    values,
+    n_in: int,
+    n_out: int,
+    padded: bool = False,
+    deterministic: bool = False,
+    chunk: int = CHUNK,
 ):
     """`"gather"` under XLA or below `AUTO_CSR_MIN_BATCH` rows of `x`, else `"csr"`."""
     if _keras.in_xla_context():
-        return gather_matmul(x, indices, values, n_in, n_out, padded)
+        return gather_matmul(x, indices, values, n_in, n_out, padded, chunk=chunk)
     batch = x.shape[0]
     if batch is not None:  # Known while tracing: choose once.
         impl = csr_matmul if batch >= AUTO_CSR_MIN_BATCH else gather_matmul
-        return impl(x, indices, values, n_in, n_out, padded, deterministic)
+        return impl(x, indices, values, n_in, n_out, padded, deterministic, chunk)
 
     @tf.custom_gradient
     def _product(x, values):
@@ -356,13 +388,13 @@ def auto_matmul(
             return tf.cond(
                 use_csr,
                 lambda: _csr_backward(x, indices, values, dy, n_in, n_out, padded),
-                lambda: _backward(x, indices, values, dy, n_in, padded),
+                lambda: _backward(x, indices, values, dy, n_in, padded, chunk),
             )
 
         y = tf.cond(
             use_csr,
             lambda: _csr_forward(x, indices, values, n_in, n_out, padded, deterministic),
-            lambda: _gather_forward(x, indices, values, n_out, padded),
+            lambda: _gather_forward(x, indices, values, n_out, padded, chunk),
         )
         return y, grad
 
@@ -386,15 +418,30 @@ def sparse_matmul(
     n_out: int,
     padded: bool = False,
     deterministic: bool = False,
+    chunk: int = CHUNK,
 ):
     """Dispatch to the implementation named by `kernel_impl`.
 
     `padded=True`: entries with index (-1, -1) after the live ones are
     padding, to be ignored (see "Padding" above); layers that neuron pruning
-    keeps at a larger capacity pass it. `deterministic=True`: a forward pass
-    whose result is bitwise the same at every call (see "Determinism");
-    the layer passes it outside training.
+    keeps at a larger capacity pass it. `deterministic=True`: a forward
+    pass whose result is bitwise the same at every call (see
+    "Determinism"); the layer passes it outside training. `chunk`:
+    connections per step of the padded XLA programs' loop over the live
+    prefix, 0 for one pass over the whole storage (`chunk_for` chooses by
+    the storage's size).
     """
     if kernel_impl == "sparse_dense_matmul":
         return sparse_dense_matmul(x, *_live_prefix(indices, values, padded), n_in, n_out)
-    return _FUNCTIONS[resolve(kernel_impl)](x, indices, values, n_in, n_out, padded, deterministic)
+    impl = _FUNCTIONS[resolve(kernel_impl)]
+    return impl(x, indices, values, n_in, n_out, padded, deterministic, chunk)
+
+
+def chunk_for(capacity: int) -> int:
+    """The `chunk` for padded storage of `capacity` connections.
+
+    `CHUNK`, or 0 (one pass over the storage) below `LOOP_MIN_CAPACITY`,
+    where the loop's steps cost more than the padding it skips and its
+    programs take longer to compile (see "Padding").
+    """
+    return CHUNK if capacity >= LOOP_MIN_CAPACITY else 0

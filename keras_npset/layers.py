@@ -574,6 +574,9 @@ class SparseDense(keras.layers.Layer):
             n_in,
             units,
             padded=self.pad_ready,
+            # Chosen by the storage when traced: the traced functions keep it
+            # while the storage shrinks in place (`set_resizable`).
+            chunk=kernels.chunk_for(self.capacity[0]),
             # Outside training (`predict`, `evaluate`, a plain call) the
             # same inputs give bitwise the same outputs on every path
             # (`kernels`, "Determinism"); training keeps its kernels.

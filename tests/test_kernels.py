@@ -261,7 +261,7 @@ def test_padded_kernel_at_every_fill_matches_dense_reference(graph, live):
     np.testing.assert_array_equal(dv[live:], 0)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 50, 83, 84, 1000])
+@pytest.mark.parametrize("chunk", [0, 1, 7, 50, 83, 84, 1000])
 @pytest.mark.parametrize("live", [0, 1, 6, 7, 8, 49, 50, 51, 82, 83])
 def test_padded_loop_over_chunks_is_the_live_kernel_bitwise(chunk, live):
     """The padded forward and input-gradient programs loop over the live
@@ -269,7 +269,8 @@ def test_padded_loop_over_chunks_is_the_live_kernel_bitwise(chunk, live):
     divide the storage, so that the last chunk is moved back over entries
     already summed, the whole storage, more than it) and wherever the live
     prefix ends (at, before, after a chunk boundary, nowhere, at the end),
-    they give bitwise the live kernel's sums. (Chunks of one entry are only
+    they give bitwise the live kernel's sums; as does one pass over the
+    whole storage (chunk 0). (Chunks of one entry are only
     close: XLA rewrites a one-entry scatter, and its multiply-add rounds
     differently; `kernels.CHUNK` is thousands.)"""
     n_in, n_out, cap, batch = 37, 29, 83, 2
@@ -294,6 +295,12 @@ def test_padded_loop_over_chunks_is_the_live_kernel_bitwise(chunk, live):
     dense[indices[:live, 0], indices[:live, 1]] = values[:live]
     np.testing.assert_allclose(y.numpy(), x.numpy() @ dense, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx.numpy(), dy.numpy() @ dense.T, rtol=1e-5, atol=1e-5)
+
+
+def test_small_storage_is_read_whole_large_storage_looped():
+    assert kernels.chunk_for(kernels.LOOP_MIN_CAPACITY - 1) == 0
+    assert kernels.chunk_for(kernels.LOOP_MIN_CAPACITY) == kernels.CHUNK
+    assert kernels.LOOP_MIN_CAPACITY >= kernels.CHUNK
 
 
 def test_padded_loop_stops_at_the_padding():
