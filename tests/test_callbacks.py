@@ -564,6 +564,39 @@ def test_pruning_within_capacity_does_not_retrace(rng, count_traces, monkeypatch
     )
 
 
+def test_looped_padded_kernels_train_bitwise_like_whole_storage(monkeypatch):
+    """The pruning phase's loop over the live connections (`kernels.chunk_for`)
+    changes what is computed by nothing: the same NPSET run with the padded
+    kernels looped, in chunks that do not divide the storage, and with them
+    reading the whole storage, ends with bitwise equal weights, and its
+    predictions are its densified twin's."""
+    from keras_npset import kernels
+
+    def run(loop):
+        monkeypatch.setattr(kernels, "LOOP_MIN_CAPACITY", 0 if loop else 10**9)
+        monkeypatch.setattr(kernels, "CHUNK", 23)
+        keras.utils.set_random_seed(0)
+        x, y = data(np.random.default_rng(5), n=64)
+        model = compiled(mlp(hidden=(60, 50)))
+        chunks = [kernels.chunk_for(layer.capacity[0]) for layer in sparse_of(model)]
+        assert chunks == ([23] * 3 if loop else [0] * 3)
+        assert all(layer.capacity[0] % 23 for layer in sparse_of(model))  # a moved-back chunk
+        callbacks = [SETEvolution(seed=0), NeuronPruning(alpha=0.1, start=1, epochs=4, seed=0)]
+        model.fit(x, y, epochs=8, batch_size=8, verbose=0, callbacks=callbacks)
+        return model, x
+
+    looped, x = run(loop=True)
+    whole, _ = run(loop=False)
+    for a, b in zip(sparse_of(looped), sparse_of(whole), strict=True):
+        assert (a.units, a.input_dim) == (b.units, b.input_dim)
+        np.testing.assert_array_equal(a.live_indices(), b.live_indices())
+        np.testing.assert_array_equal(a.live_values(), b.live_values())
+        np.testing.assert_array_equal(a.live_bias(), b.live_bias())
+    np.testing.assert_allclose(
+        looped.predict(x, verbose=0), dense_twin_predict(looped, x), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_save_while_padded_holds_live_widths_and_slots(rng, tmp_path):
     """`model.save` inside `fit` during the pruning phase writes the live part only."""
     x, y = data(rng)
