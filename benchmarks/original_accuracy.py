@@ -120,7 +120,7 @@ def summarise(rows: list[dict], paper: dict, ours: dict) -> list[dict]:
             "original_max": float(np.mean([r["max_test_accuracy"] for r in mine])),
             "original_max_std": float(np.std([r["max_test_accuracy"] for r in mine])),
             "original_final": float(np.mean([r["final_test_accuracy"] for r in mine])),
-            "paper_set": reproduce_paper._paper_float(paper.get(name, {}), "acc_set"),
+            "paper_set": reproduce_paper.paper_float(paper.get(name, {}), "acc_set"),
         }
         library = [ours[(name, s)] for s in seeds if (name, s) in ours]
         entry["library_set_max"] = float(np.mean(library)) if len(library) == len(seeds) else None

@@ -91,7 +91,7 @@ ORIGINAL_CODE_MAX = {"madelon": 66.6}
 PARAMS_FRACTION = 0.05  # NPSET parameters within this fraction of Table 3
 
 
-def _paper_float(row: dict[str, str], key: str) -> float | None:
+def paper_float(row: dict[str, str], key: str) -> float | None:
     value = row.get(key, "")
     return float(value) if value not in ("", None) else None
 
@@ -112,7 +112,7 @@ def fidelity_checks(
         for method in ("set", "npset"):
             g = groups.get((dataset, method))
             ours = statistics.fmean(g["max"]) if g else None
-            theirs = _paper_float(row, f"acc_{method}")
+            theirs = paper_float(row, f"acc_{method}")
             check[f"{method}_max"] = ours
             check[f"{method}_paper"] = theirs
             refs = [x for x in (theirs, ORIGINAL_CODE_MAX.get(dataset)) if x is not None]
@@ -122,7 +122,7 @@ def fidelity_checks(
                 else any(abs(ours - ref) <= ACCURACY_POINTS for ref in refs)
             )
         g = groups.get((dataset, "npset"))
-        params, neurons = _paper_float(row, "npset_params"), _paper_float(row, "npset_neurons")
+        params, neurons = paper_float(row, "npset_params"), paper_float(row, "npset_neurons")
         check["npset_params"] = statistics.fmean(g["params"]) if g else None
         check["npset_params_paper"] = params
         check["npset_params_ok"] = (
