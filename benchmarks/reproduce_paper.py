@@ -92,6 +92,7 @@ PARAMS_FRACTION = 0.05  # NPSET parameters within this fraction of Table 3
 
 
 def paper_float(row: dict[str, str], key: str) -> float | None:
+    """A cell of the paper's tables (`paper_tables.csv`) as a float; None where it is empty."""
     value = row.get(key, "")
     return float(value) if value not in ("", None) else None
 
