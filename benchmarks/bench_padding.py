@@ -13,8 +13,9 @@ round in one process (medians):
 - `compact`: the plain programs on the live connections alone (what the layer
   costs once compacted: the floor for the padded storage);
 - `whole storage`: forward and input gradient over every stored entry, the
-  padding dropped as segment -1: the padded programs before the loop (kept
-  here as the reference).
+  padding dropped as segment -1 (the library's padded programs with
+  `chunk=0`, what storage under `kernels.LOOP_MIN_CAPACITY` runs, and what
+  every padded layer ran before the loop).
 
 Default layer: Prostate_GE's first layer, 5966 x 5000 at epsilon 10, batch 2.
 
@@ -41,40 +42,20 @@ from keras_npset import kernels, topology  # noqa: E402
 WAYS = ("padded", "compact", "whole storage")
 
 
-@tf.function(jit_compile=True)
-def _whole_storage_product(source, indices, values, gather_col, n_rows):
-    """The padded product over the whole storage: padding reads row 0 and is
-    summed into segment -1 (dropped). `gather_col` 0 is the forward (`source`
-    = x, rows summed by column), 1 the input gradient (`dy`)."""
-    gathered = tf.gather(tf.transpose(source), tf.maximum(indices[:, gather_col], 0))
-    gathered = gathered * values[:, None]
-    summed = tf.math.unsorted_segment_sum(gathered, indices[:, 1 - gather_col], n_rows)
-    return tf.transpose(summed)
-
-
 def step_programs(way: str, n_in: int, n_out: int, repeats: int):
     """A `tf.function(x, indices, values, dy)` running one step's products `repeats` times."""
-    padded = way == "padded"
-    if way == "whole storage":
-        products = (
-            lambda x, i, v: _whole_storage_product(x, i, v, 0, n_out),
-            lambda i, v, dy: _whole_storage_product(dy, i, v, 1, n_in),
-        )
-    else:
-        products = (
-            lambda x, i, v: kernels._gather_forward(x, i, v, n_out, padded),
-            lambda i, v, dy: kernels._gather_input_grad(i, v, dy, n_in, padded),
-        )
-    forward, input_grad = products
-    padded_values_grad = way != "compact"
+    padded = way != "compact"
+    # The library's programs either way: a loop over the live prefix, or
+    # (chunk 0) one pass over the whole storage.
+    chunk = kernels.CHUNK if way == "padded" else 0
 
     @tf.function
     def step(x, indices, values, dy):
         total = tf.constant(0.0)
         for _ in range(repeats):  # each step depends on the last, as in training
-            y = forward(x, indices, values)
-            dx = input_grad(indices, values, dy)
-            dv = kernels._gather_values_grad(x, indices, dy, padded_values_grad)
+            y = kernels._gather_forward(x, indices, values, n_out, padded, chunk)
+            dx = kernels._gather_input_grad(indices, values, dy, n_in, padded, chunk)
+            dv = kernels._gather_values_grad(x, indices, dy, padded)
             total += y[0, 0] + dx[0, 0] + dv[0]
             x, dy = x + 0.0 * total, dy + 0.0 * total
         return total
